@@ -1,0 +1,7 @@
+"""``python -m newsrnn`` runs the CLI."""
+
+import sys
+
+from newsrnn.cli import main
+
+sys.exit(main())

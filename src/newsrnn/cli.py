@@ -1,0 +1,195 @@
+"""The ``newsrnn`` command: one subcommand per stage, plus predict, bench and kfp.
+
+Heavy libraries (TensorFlow, MLflow, Optuna, kfp) are imported inside the commands that use
+them, so ``newsrnn --help`` answers without loading any of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def _cfg(args: argparse.Namespace) -> Any:
+    from newsrnn.config import load_config
+
+    return load_config(args.params)
+
+
+def _data_sha() -> str:
+    from newsrnn.fetch import data_sha256
+
+    try:
+        return data_sha256()
+    except FileNotFoundError:
+        return "unknown"
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from newsrnn.fetch import fetch
+
+    fetch(_cfg(args).data, out_dir=args.out)
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from newsrnn.prepare import prepare
+
+    cfg = _cfg(args)
+    prepare(cfg.data, cfg.seed, raw_dir=args.raw, out_dir=args.out)
+
+
+def cmd_vectorize(args: argparse.Namespace) -> None:
+    from newsrnn.vectorize import vectorize
+
+    vectorize(_cfg(args).vectorizer, prepared_dir=args.prepared, out_dir=args.out)
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    from newsrnn.tune import tune
+
+    result = tune(_cfg(args), args.arch, workers=args.workers, storage=args.storage)
+    print(json.dumps(result, indent=2))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from newsrnn.train import train
+
+    train(_cfg(args), args.arch, tuned_path=args.tuned, data_sha=_data_sha())
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from newsrnn.evaluate import evaluate
+
+    evaluate(_cfg(args), args.arch)
+
+
+def cmd_register(args: argparse.Namespace) -> None:
+    from newsrnn.register import register
+
+    print(json.dumps(register(_cfg(args)), indent=2))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from newsrnn.predict import load_predictor
+
+    texts = list(args.texts)
+    if args.file:
+        with open(args.file, encoding="utf-8") as f:
+            texts += [line.rstrip("\n") for line in f if line.strip()]
+    if not texts and not sys.stdin.isatty():
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise UsageError("give texts as arguments, with --file, or on stdin")
+    predictor = load_predictor(args.model, _cfg(args))
+    for text, res in zip(texts, predictor.predict(texts)):
+        if args.json:
+            print(json.dumps({"text": text, **res}))
+        else:
+            probs = "  ".join(f"{k}={v:.3f}" for k, v in res["probabilities"].items())
+            print(f"{res['label']:<9} {probs}  | {text[:70]}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from newsrnn.bench import run_bench
+
+    run_bench(args)
+
+
+def cmd_kfp(args: argparse.Namespace) -> None:
+    from newsrnn import kfp_cli
+
+    kfp_cli.main(args)
+
+
+class UsageError(ValueError):
+    """Wrong command-line usage."""
+
+
+def _add_params(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="newsrnn",
+        description="Reproducible recurrent text classifiers on AG News: "
+                    "fetch -> prepare -> vectorize -> tune -> train -> evaluate -> register.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], None], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        _add_params(p)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("fetch", cmd_fetch, "Fetch AG News from the first working source into data/raw/.")
+    p.add_argument("--out", default="data/raw")
+    p = add("prepare", cmd_prepare, "Validate, clean and split into data/prepared/.")
+    p.add_argument("--raw", default="data/raw")
+    p.add_argument("--out", default="data/prepared")
+    p = add("vectorize", cmd_vectorize, "Adapt the vocabulary into artifacts/vectorizer/.")
+    p.add_argument("--prepared", default="data/prepared")
+    p.add_argument("--out", default="artifacts/vectorizer")
+    p = add("tune", cmd_tune, "Optuna search for one architecture -> artifacts/tuned/<arch>.yaml.")
+    p.add_argument("arch")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes on one study")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: tune.storage, "
+                   "else NEWSRNN_OPTUNA_STORAGE, else a local file)")
+    p = add("train", cmd_train, "Train one architecture -> artifacts/models/<arch>/model.keras.")
+    p.add_argument("arch")
+    p.add_argument("--tuned", default=None, help="tuned params file (default: artifacts/tuned/<arch>.yaml)")
+    p = add("evaluate", cmd_evaluate, "Score one architecture -> metrics/<arch>.json, plots/<arch>/.")
+    p.add_argument("arch")
+    add("register", cmd_register, "Register the best architecture (by val accuracy) as @champion.")
+    p = add("predict", cmd_predict, "Classify raw texts with the champion or a given model.")
+    p.add_argument("texts", nargs="*", help="texts to classify (or use --file / stdin)")
+    p.add_argument("--file", help="a file with one text per line")
+    p.add_argument("--model", default=None,
+                   help="model dir, .keras file or models:/ URI (default: models:/<name>@champion)")
+    p.add_argument("--json", action="store_true", help="one JSON object per text")
+    p = add("bench", cmd_bench, "Notebook recipe vs newsrnn, side by side; prints a table.")
+    p.add_argument("--archs", default="rnn_title,rnn,lstm,bilstm")
+    p.add_argument("--max-train-rows", type=int, default=None)
+    p.add_argument("--out", default=None, help="JSON results file (default: benchmarks/results/...)")
+    p.add_argument("--data-dir", default=None, help="ag_news_csv directory (default: NEWSRNN_DATA_DIR)")
+    p = add("kfp", cmd_kfp, "Kubeflow: compile, run-local, submit.")
+    ksub = p.add_subparsers(dest="kfp_command", required=True, metavar="ACTION")
+    k = ksub.add_parser("compile", help="write pipelines/newsrnn_pipeline.yaml")
+    k.add_argument("--out", default="pipelines/newsrnn_pipeline.yaml")
+    k = ksub.add_parser("run-local", help="run the whole pipeline with kfp's local SubprocessRunner")
+    k.add_argument("--pipeline-root", default="kfp_local")
+    k = ksub.add_parser("submit", help="submit the compiled pipeline to a Kubeflow endpoint")
+    k.add_argument("--host", required=True)
+    k.add_argument("--package", default="pipelines/newsrnn_pipeline.yaml")
+    k.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="pipeline parameter override (repeatable)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run a subcommand, turning expected errors into one clear line."""
+    args = build_parser().parse_args(argv)
+    from newsrnn.errors import USER_ERRORS
+
+    try:
+        args.func(args)
+    except (*USER_ERRORS(), UsageError) as exc:
+        print(f"newsrnn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"newsrnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""Typed, strict configuration loaded from ``params.yaml``.
+
+Every section is a frozen dataclass. Loading rejects unknown keys, wrong types and impossible
+values with the full key path in the message (``train.epochs: expected an integer >= 1, got -3``),
+so a typo in ``params.yaml`` never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+KNOWN_ARCHS = ("rnn_title", "rnn", "lstm", "bilstm", "gru")
+CLASS_NAMES = ("World", "Sports", "Business", "Sci/Tech")
+
+
+class ConfigError(ValueError):
+    """A problem in params.yaml, naming the key path and what would be right."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the corpus comes from and how it is split."""
+
+    sources: tuple[Literal["local", "tfds", "url"], ...] = ("local", "tfds", "url")
+    local_dir: str | None = None
+    url: str = "https://s3.amazonaws.com/fast-ai-nlp/ag_news_csv.tgz"
+    url_sha256: str | None = None
+    val_fraction: float = 0.1
+    max_train_rows: int | None = None
+    max_reject_fraction: float = 0.0
+    max_reported_errors: int = 20
+    leakage: Literal["error", "drop"] = "drop"
+
+
+@dataclass(frozen=True)
+class VectorizerConfig:
+    """TextVectorization settings."""
+
+    max_tokens: int = 20000
+    max_length: int | None = 128
+    adapt_fields: tuple[Literal["title", "description"], ...] = ("title", "description")
+    adapt_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """One architecture's network. ``text`` picks the input fields."""
+
+    cell: Literal["simple_rnn", "lstm", "gru"] = "lstm"
+    text: Literal["title", "title_description"] = "title_description"
+    embed_dim: int = 64
+    units: int = 16
+    layers: int = 1
+    bidirectional: bool = False
+    mask_zero: bool = True
+    dropout: float = 0.0
+    pooling: Literal["last", "max", "mean"] = "last"
+    batch_size: int | None = None
+    learning_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How every architecture is trained."""
+
+    epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 0.002
+    early_stopping_patience: int = 1
+    batching: Literal["bucket", "padded"] = "bucket"
+    shuffle: bool = True
+    shuffle_buffer: int = 50000
+    max_steps_per_epoch: int | None = None
+    deterministic: bool = False
+    mixed_precision: bool = False
+    xla: bool = False
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Optuna search. ``n_trials: 0`` turns tuning off."""
+
+    n_trials: int = 0
+    epochs_per_trial: int = 2
+    max_train_rows: int | None = 12000
+    storage: str | None = None
+    timeout_s: int | None = None
+    batch_size: tuple[int, ...] = (32, 64, 128)
+    embed_dim: tuple[int, ...] = (32, 64, 128)
+    units: tuple[int, ...] = (16, 32, 64)
+    learning_rate: tuple[float, float] = (0.0005, 0.005)
+    dropout: tuple[float, float] = (0.0, 0.4)
+    pruning: bool = True
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    """Tracking and registry settings. The URI can be overridden by MLFLOW_TRACKING_URI."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "newsrnn"
+    registered_model: str = "agnews-rnn"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class KfpConfig:
+    """Kubeflow settings (image, accelerators, resources)."""
+
+    base_image: str = "ghcr.io/newsrnn/newsrnn:0.1.0"
+    experiment: str = "newsrnn"
+    run_name: str = "newsrnn"
+    accelerator_type: str = "nvidia.com/gpu"
+    accelerator_limit: int = 1
+    tune_workers: int = 2
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole params.yaml."""
+
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    vectorizer: VectorizerConfig = field(default_factory=VectorizerConfig)
+    models: tuple[str, ...] = KNOWN_ARCHS
+    architectures: dict[str, ArchConfig] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    kfp: KfpConfig = field(default_factory=KfpConfig)
+
+    def arch(self, name: str) -> ArchConfig:
+        """The architecture section for ``name`` (error if absent)."""
+        if name not in self.architectures:
+            raise ConfigError(
+                f"architectures.{name}: no section for this architecture; "
+                f"known: {', '.join(sorted(self.architectures))}"
+            )
+        return self.architectures[name]
+
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI: MLFLOW_TRACKING_URI wins over params."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.mlflow.tracking_uri
+
+
+# Value checks beyond types: (predicate, human description of what is right).
+_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "data.val_fraction": (lambda v: 0 < v < 1, "a number between 0 and 1 (exclusive)"),
+    "data.max_train_rows": (lambda v: v is None or v >= 8, "null or an integer >= 8"),
+    "data.max_reject_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "data.max_reported_errors": (lambda v: v >= 1, "an integer >= 1"),
+    "vectorizer.max_tokens": (lambda v: v >= 3, "an integer >= 3"),
+    "vectorizer.max_length": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "vectorizer.adapt_rows": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "train.epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "train.batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "train.learning_rate": (lambda v: v > 0, "a number > 0"),
+    "train.early_stopping_patience": (lambda v: v >= 0, "an integer >= 0"),
+    "train.shuffle_buffer": (lambda v: v >= 1, "an integer >= 1"),
+    "tune.n_trials": (lambda v: v >= 0, "an integer >= 0"),
+    "tune.epochs_per_trial": (lambda v: v >= 1, "an integer >= 1"),
+    "kfp.tune_workers": (lambda v: v >= 1, "an integer >= 1"),
+}
+_ARCH_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "embed_dim": (lambda v: v >= 1, "an integer >= 1"),
+    "units": (lambda v: v >= 1, "an integer >= 1"),
+    "layers": (lambda v: v >= 1, "an integer >= 1"),
+    "dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "batch_size": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "learning_rate": (lambda v: v is None or v > 0, "null or a number > 0"),
+}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        return f"a list of {_type_name(args[0])}"
+    if tp is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against type ``tp``; return it in canonical form or raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, path)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{path}: expected null, got {value!r}")
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{path}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{path}: expected a string, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    raise ConfigError(f"{path}: unsupported type {tp}")  # pragma: no cover - programming error
+
+
+def _build(cls: Any, raw: Any, path: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path or 'params'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(
+            f"{where}{unknown[0]}: unknown key; allowed keys here: {', '.join(names)}"
+        )
+    kwargs = {}
+    for name in names:
+        if name not in raw:
+            continue
+        key = f"{path}.{name}" if path else name
+        tp = hints[name]
+        if name == "architectures" and cls is Config:
+            kwargs[name] = _build_archs(raw[name], key)
+            continue
+        value = _coerce(raw[name], tp, key)
+        check = (_ARCH_CHECKS.get(name) if cls is ArchConfig else _CHECKS.get(key))
+        if check is not None and not check[0](value):
+            raise ConfigError(f"{key}: expected {check[1]}, got {raw[name]!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _build_archs(raw: Any, path: str) -> dict[str, ArchConfig]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of architecture name to settings")
+    out = {}
+    for name, section in raw.items():
+        if name not in KNOWN_ARCHS:
+            raise ConfigError(
+                f"{path}.{name}: unknown architecture; known: {', '.join(KNOWN_ARCHS)}"
+            )
+        out[name] = _build(ArchConfig, section, f"{path}.{name}")
+    return out
+
+
+def config_from_dict(raw: Any) -> Config:
+    """Build and validate a Config from a parsed params mapping."""
+    cfg = _build(Config, raw, "")
+    for i, name in enumerate(cfg.models):
+        if name not in KNOWN_ARCHS:
+            raise ConfigError(
+                f"models[{i}]: unknown architecture {name!r}; known: {', '.join(KNOWN_ARCHS)}"
+            )
+        if name not in cfg.architectures:
+            raise ConfigError(f"models[{i}]: {name!r} has no section under architectures")
+    if len(set(cfg.models)) != len(cfg.models):
+        raise ConfigError("models: an architecture is listed twice")
+    if not cfg.models:
+        raise ConfigError("models: list at least one architecture")
+    sha = cfg.data.url_sha256
+    if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower())):
+        raise ConfigError(f"data.url_sha256: expected 64 hex characters, got {sha!r}")
+    if not cfg.data.sources:
+        raise ConfigError("data.sources: list at least one of local, tfds, url")
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str] = "params.yaml") -> Config:
+    """Load ``params.yaml`` into a validated Config, or raise ConfigError naming the problem."""
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: params file not found (run from the project root or pass --params)")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def config_to_dict(cfg: Any) -> Any:
+    """Plain-dict form (lists instead of tuples) for YAML/JSON output and MLflow params."""
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, dict):
+        return {k: config_to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, tuple):
+        return [config_to_dict(v) for v in cfg]
+    return cfg

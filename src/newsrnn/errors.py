@@ -1,0 +1,21 @@
+"""The error types that mean "the user's input is wrong" (printed as one line, no traceback)."""
+
+from __future__ import annotations
+
+
+def USER_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads as a constant at call sites
+    """Expected, user-actionable errors from every stage (imported lazily: all are light)."""
+    from newsrnn.config import ConfigError
+    from newsrnn.corpus import DataError
+    from newsrnn.fetch import FetchError
+    from newsrnn.train import TrainingDiverged
+    from newsrnn.vectorize import ArtifactError
+
+    extra: list[type[BaseException]] = []
+    try:
+        from newsrnn.register import RegisterError
+
+        extra.append(RegisterError)
+    except ImportError:
+        pass
+    return (ConfigError, DataError, FetchError, ArtifactError, TrainingDiverged, FileNotFoundError, *extra)

@@ -1,0 +1,130 @@
+"""Saving and loading the exported text model: ``.keras`` only, safe mode, sha256-verified.
+
+A model directory holds ``model.keras`` and ``model.sha256``. Loading refuses other formats
+(``.h5``, pickles, SavedModel), refuses a file whose sha256 does not match the one recorded at
+write time, and always uses ``safe_mode=True`` so a crafted Lambda layer's code never runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from newsrnn.config import CLASS_NAMES
+from newsrnn.fileio import sha256_file
+from newsrnn.vectorize import ArtifactError
+
+MODEL_FILE = "model.keras"
+DIGEST_FILE = "model.sha256"
+
+
+def save_text_model(model: Any, model_dir: Path) -> str:
+    """Save ``model`` into ``model_dir`` (normally a temporary dir from atomic_dir); return sha256."""
+    path = model_dir / MODEL_FILE
+    model.save(path)
+    digest = sha256_file(path)
+    (model_dir / DIGEST_FILE).write_text(digest + "\n")
+    return digest
+
+
+def resolve_model_file(path: str | os.PathLike[str]) -> Path:
+    """Accept a model directory or a ``.keras`` file; refuse every other format by name."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / MODEL_FILE
+    if p.suffix != ".keras":
+        raise ArtifactError(
+            f"{p}: only .keras model files are accepted (got {p.suffix or 'no extension'}); "
+            ".h5, pickle and SavedModel formats are refused because they can run code on load"
+        )
+    if not p.is_file():
+        raise ArtifactError(f"{p}: model file not found")
+    return p
+
+
+def load_text_model(path: str | os.PathLike[str], verify: bool = True) -> Any:
+    """Load the exported raw-text model with ``safe_mode=True`` after checking its sha256."""
+    p = resolve_model_file(path)
+    digest_path = p.parent / DIGEST_FILE
+    if verify:
+        if not digest_path.exists():
+            raise ArtifactError(f"{digest_path}: missing; cannot verify {p} (re-run `newsrnn train`)")
+        expected = digest_path.read_text().strip()
+        got = sha256_file(p)
+        if got != expected:
+            raise ArtifactError(
+                f"{p}: sha256 {got} does not match the recorded {expected}; the file is truncated "
+                "or altered, re-run `newsrnn train`"
+            )
+    from newsrnn.runtime import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    from newsrnn.models import guard_layer
+
+    guard_layer(None)  # registers the custom layer class before deserialising
+    try:
+        return keras.saving.load_model(p, safe_mode=True, compile=False)
+    except ValueError as exc:
+        raise ArtifactError(f"{p}: refused to load: {str(exc).splitlines()[0][:300]}") from None
+    except Exception as exc:  # zip/JSON corruption surfaces as many types
+        raise ArtifactError(f"{p}: not a valid .keras model ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+class Predictor:
+    """Raw text -> probabilities through a compiled (traced once) serving function.
+
+    Calling the Keras model eagerly or via ``model.predict`` costs milliseconds of Python
+    overhead per call; a ``tf.function`` with a fixed string signature avoids it.
+    """
+
+    def __init__(self, model: Any, max_batch: int = 10000, max_chars: int = 100_000) -> None:
+        import tensorflow as tf
+
+        self.model = model
+        self.max_batch = max_batch
+        self.max_chars = max_chars
+        self._fn = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec([None], tf.string)],
+            reduce_retracing=True,
+        )
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str], **kwargs: Any) -> Predictor:
+        """Load a verified model file and wrap it."""
+        return cls(load_text_model(path), **kwargs)
+
+    def predict_proba(self, texts: list[str]) -> Any:
+        """(n, 4) numpy probabilities. Texts longer than ``max_chars`` are cut (the model only
+        reads the first ``max_length`` tokens anyway)."""
+        import numpy as np
+        import tensorflow as tf
+
+        if len(texts) > self.max_batch:
+            raise ValueError(f"{len(texts)} texts in one request; the limit is {self.max_batch}, "
+                             "send smaller batches")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"text {i} is {type(t).__name__}, expected a string")
+        if not texts:
+            return np.zeros((0, len(CLASS_NAMES)), dtype=np.float32)
+        from newsrnn.corpus import clean_text
+
+        # Same cleaning as prepare applied to the training text.
+        clipped = [clean_text(t[: self.max_chars]) for t in texts]
+        out = []
+        for start in range(0, len(clipped), 1024):
+            out.append(self._fn(tf.constant(clipped[start:start + 1024])).numpy())
+        return np.concatenate(out)
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        """One ``{"label", "probabilities"}`` dict per text."""
+        probs = self.predict_proba(texts)
+        return [
+            {"label": CLASS_NAMES[int(row.argmax())],
+             "probabilities": {c: float(p) for c, p in zip(CLASS_NAMES, row)}}
+            for row in probs
+        ]

@@ -1,0 +1,105 @@
+"""The architectures: the notebook's four recurrent networks plus GRU, sized from params.
+
+``build_network`` makes the trained network, which takes right-padded token ids (so batches can
+be grouped by length). ``build_text_model`` puts the vectorizer in front, giving the exported
+model that takes raw strings and returns the 4 class probabilities.
+
+GPU note: recurrent layers keep their default activations and no recurrent dropout, and masks
+are right-padded with never an all-padding row (see ``GuardIds``), so Keras can use cuDNN kernels.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from newsrnn.config import ArchConfig
+
+N_CLASSES = 4
+OOV_ID = 1
+
+
+@functools.cache
+def _layers() -> Any:
+    import keras
+    import tensorflow as tf
+
+    @keras.saving.register_keras_serializable(package="newsrnn")
+    class GuardIds(keras.layers.Layer):
+        """Truncate ids to ``max_length`` and give empty rows one OOV token.
+
+        An all-padding row would make a masked RNN see no steps at all (and breaks cuDNN);
+        an empty text is therefore read as a single unknown word.
+        """
+
+        def __init__(self, max_length: int | None = None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.max_length = max_length
+
+        def call(self, ids: Any) -> Any:
+            return guard_ids(ids, self.max_length)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "max_length": self.max_length}
+
+    def guard_ids(ids: Any, max_length: int | None) -> Any:
+        ids = tf.cast(ids, tf.int64)
+        if max_length is not None:
+            ids = ids[..., :max_length]
+        # At least one column, and position 0 never padding (right padding => row was empty).
+        pad = tf.maximum(0, 1 - tf.shape(ids)[-1])
+        paddings = [[0, 0]] * (len(ids.shape) - 1) + [[0, pad]]
+        ids = tf.pad(ids, paddings)
+        first = ids[..., :1]
+        first = tf.where(first == 0, tf.constant(OOV_ID, tf.int64), first)
+        return tf.concat([first, ids[..., 1:]], axis=-1)
+
+    return GuardIds, guard_ids
+
+
+def guard_ids(ids: Any, max_length: int | None) -> Any:
+    """Functional form of GuardIds, used in the tf.data pipeline."""
+    return _layers()[1](ids, max_length)
+
+
+def guard_layer(max_length: int | None) -> Any:
+    """A GuardIds layer."""
+    return _layers()[0](max_length=max_length, name="guard_ids")
+
+
+def build_network(arch: ArchConfig, vocab_size: int, name: str = "network") -> Any:
+    """The trainable network: token ids (batch, time) -> class probabilities (batch, 4)."""
+    import keras
+
+    cell_cls = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM,
+                "gru": keras.layers.GRU}[arch.cell]
+    inputs = keras.Input(shape=(None,), dtype="int64", name="token_ids")
+    x = keras.layers.Embedding(vocab_size, arch.embed_dim, mask_zero=arch.mask_zero,
+                               name="embedding")(inputs)
+    for i in range(arch.layers):
+        last = i == arch.layers - 1
+        layer = cell_cls(arch.units, return_sequences=not last or arch.pooling != "last",
+                         name=f"{arch.cell}_{i}")
+        if arch.bidirectional:
+            layer = keras.layers.Bidirectional(layer, name=f"bi_{arch.cell}_{i}")
+        x = layer(x)
+    if arch.pooling == "max":
+        x = keras.layers.GlobalMaxPooling1D(name="max_pool")(x)
+    elif arch.pooling == "mean":
+        x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)
+    if arch.dropout > 0:
+        x = keras.layers.Dropout(arch.dropout, name="dropout")(x)
+    # float32 output keeps softmax stable under a mixed_float16 policy.
+    outputs = keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="probs")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_text_model(vectorizer: Any, network: Any, max_length: int | None) -> Any:
+    """Raw strings (batch,) -> probabilities: vectorizer, GuardIds, then the network."""
+    import keras
+
+    text = keras.Input(shape=(), dtype="string", name="text")
+    ids = vectorizer(text)
+    ids = guard_layer(max_length)(ids)
+    probs = network(ids)
+    return keras.Model(text, probs, name="newsrnn_text_classifier")

@@ -1,0 +1,116 @@
+"""Stage ``prepare``: clean the text, cap and split the training rows, check for leakage.
+
+Writes ``data/prepared/{train,val,test}.parquet`` with columns ``label``, ``title``,
+``description`` (cleaned) and ``line`` (line in the original CSV, for tracing a row back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from newsrnn.config import DataConfig
+from newsrnn.corpus import DataError
+from newsrnn.fileio import write_json, write_parquet
+
+
+@dataclass
+class PrepareResult:
+    """Row counts of the prepared splits and how many leaked rows were dropped."""
+
+    train_rows: int
+    val_rows: int
+    test_rows: int
+    leaked_dropped: int
+
+
+def _clean(df: Any, name: str) -> Any:
+    from newsrnn.corpus import clean_text
+
+    expected = {"line", "label", "title", "description"}
+    missing = expected - set(df.columns)
+    if missing:
+        raise DataError(f"{name}: missing column(s) {sorted(missing)}; re-run fetch")
+    bad_labels = df[~df["label"].isin([0, 1, 2, 3])]
+    if len(bad_labels):
+        row = bad_labels.iloc[0]
+        raise DataError(f"{name}: line {row['line']}: label must be 0-3, got {row['label']!r}")
+    out = df.copy()
+    out["title"] = out["title"].map(clean_text)
+    out["description"] = out["description"].map(clean_text)
+    empty = out[(out["title"] == "") & (out["description"] == "")]
+    if len(empty):
+        lines = ", ".join(str(x) for x in empty["line"].head(20))
+        raise DataError(f"{name}: {len(empty)} row(s) have no text left after cleaning (lines {lines})")
+    return out
+
+
+def stratified_split(labels: Any, val_fraction: float, seed: int) -> tuple[Any, Any]:
+    """Seeded per-class split: index arrays (train, val) with each class at ``val_fraction``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    train_idx, val_idx = [], []
+    for klass in np.unique(labels):
+        idx = np.flatnonzero(labels == klass)
+        rng.shuffle(idx)
+        n_val = max(1, int(round(len(idx) * val_fraction))) if len(idx) > 1 else 0
+        val_idx.append(idx[:n_val])
+        train_idx.append(idx[n_val:])
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
+def _key(df: Any) -> Any:
+    return df["title"].str.lower() + "\x00" + df["description"].str.lower()
+
+
+def prepare(
+    cfg: DataConfig,
+    seed: int,
+    raw_dir: str | Path = "data/raw",
+    out_dir: str | Path = "data/prepared",
+) -> PrepareResult:
+    """Clean, cap (``data.max_train_rows``), split and leakage-check the fetched corpus."""
+    import pandas as pd
+
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    for split in ("train", "test"):
+        if not (raw_dir / f"{split}.parquet").exists():
+            raise DataError(f"{raw_dir / f'{split}.parquet'}: not found; run `newsrnn fetch` first")
+    train = _clean(pd.read_parquet(raw_dir / "train.parquet"), "train.csv")
+    test = _clean(pd.read_parquet(raw_dir / "test.parquet"), "test.csv")
+
+    test_keys = set(_key(test))
+    leaked = _key(train).isin(test_keys)
+    n_leaked = int(leaked.sum())
+    if n_leaked:
+        lines = ", ".join(str(x) for x in train.loc[leaked, "line"].head(20))
+        if cfg.leakage == "error":
+            raise DataError(
+                f"train.csv: {n_leaked} row(s) also appear in test.csv (lines {lines}); "
+                "remove them or set data.leakage: drop"
+            )
+        print(f"prepare: dropping {n_leaked} train row(s) that also appear in test (lines {lines})")
+        train = train[~leaked]
+    train = train.drop_duplicates(subset=["title", "description", "label"])
+
+    if cfg.max_train_rows is not None and len(train) > cfg.max_train_rows:
+        train = train.sample(n=cfg.max_train_rows, random_state=seed)
+    train = train.reset_index(drop=True)
+    tr_idx, val_idx = stratified_split(train["label"].to_numpy(), cfg.val_fraction, seed)
+    val = train.iloc[val_idx].reset_index(drop=True)
+    train = train.iloc[tr_idx].reset_index(drop=True)
+
+    # The split must never let a test row into training; checked, not assumed.
+    assert not _key(train).isin(test_keys).any(), "a test row appears in train after prepare"
+
+    for name, df in (("train", train), ("val", val), ("test", test)):
+        write_parquet(df[["label", "title", "description", "line"]], out_dir / f"{name}.parquet")
+    write_json(
+        out_dir / "summary.json",
+        {"train": len(train), "val": len(val), "test": len(test), "leaked_dropped": n_leaked},
+    )
+    print(f"prepare: train {len(train)}, val {len(val)}, test {len(test)} rows")
+    return PrepareResult(len(train), len(val), len(test), n_leaked)

@@ -1,0 +1,89 @@
+"""The MLflow pyfunc model: raw text in, label and class probabilities out.
+
+This file is logged with MLflow's "models from code" (``python_model=<this file>``), so nothing
+is pickled: serving imports this module and loads ``model.keras`` with ``safe_mode=True``.
+
+Request (``mlflow models serve``)::
+
+    {"dataframe_split": {"columns": ["text"], "data": [["Stocks rally"], ["Cup final tonight"]]}}
+
+or ``{"inputs": {"text": ["Stocks rally", "Cup final tonight"]}}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from newsrnn.config import CLASS_NAMES
+
+MAX_BATCH = 10_000
+
+
+class TextClassifier(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper around the exported ``.keras`` text model."""
+
+    def load_context(self, context: Any) -> None:
+        """Load and verify the Keras model (safe mode) once per server process."""
+        from newsrnn.modelio import Predictor
+
+        self.predictor = Predictor.from_path(context.artifacts["model_dir"], max_batch=MAX_BATCH)
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        """DataFrame with a string column ``text`` -> DataFrame of label + 4 probabilities."""
+        import pandas as pd
+
+        if isinstance(model_input, pd.DataFrame):
+            if "text" not in model_input.columns:
+                raise MlflowException(
+                    f"input needs a column named 'text' (got columns {list(model_input.columns)})",
+                    error_code=INVALID_PARAMETER_VALUE)
+            texts = model_input["text"].tolist()
+        elif isinstance(model_input, (list, tuple)):
+            texts = list(model_input)
+        else:
+            raise MlflowException(f"expected a DataFrame with a 'text' column, got {type(model_input).__name__}",
+                                  error_code=INVALID_PARAMETER_VALUE)
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if bad:
+            raise MlflowException(f"'text' must hold strings; row {bad[0]} is {type(texts[bad[0]]).__name__}",
+                                  error_code=INVALID_PARAMETER_VALUE)
+        if len(texts) > MAX_BATCH:
+            raise MlflowException(f"{len(texts)} rows in one request; the limit is {MAX_BATCH}",
+                                  error_code=INVALID_PARAMETER_VALUE)
+        probs = self.predictor.predict_proba(texts)
+        out = pd.DataFrame(probs, columns=list(CLASS_NAMES))
+        out.insert(0, "label", [CLASS_NAMES[int(i)] for i in probs.argmax(1)] if len(probs) else [])
+        return out
+
+
+def signature() -> Any:
+    """String ``text`` column in; label plus one probability column per class out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "text")]),
+        outputs=Schema([ColSpec("string", "label")] + [ColSpec("float", c) for c in CLASS_NAMES]),
+    )
+
+
+def log_pyfunc_model(model_dir: str | Path, name: str = "model") -> str:
+    """Log the model directory as a pyfunc model in the active run; returns its model URI."""
+    import pandas as pd
+
+    info = mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(Path(__file__).resolve()),
+        artifacts={"model_dir": str(Path(model_dir).resolve())},
+        signature=signature(),
+        input_example=pd.DataFrame({"text": ["Stocks rally as oil prices fall"]}),
+    )
+    return info.model_uri
+
+
+mlflow.models.set_model(TextClassifier())

@@ -1,0 +1,319 @@
+"""Stage ``train@arch``: fit one architecture and export a raw-text ``.keras`` model.
+
+The epoch loop is ours rather than one long ``model.fit`` so that a killed run resumes exactly:
+each epoch's shuffle order and dropout seed depend only on (seed, epoch), and after every epoch
+the model with its optimizer state, the history and the early-stopping state are saved
+atomically to a checkpoint directory outside the DVC output. Re-running the same command
+continues from the last completed epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from newsrnn.config import ArchConfig, Config, TrainConfig
+from newsrnn.fileio import atomic_dir, atomic_path, write_json
+
+TUNABLE = ("batch_size", "embed_dim", "units", "learning_rate", "dropout")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; nothing is exported from such a run."""
+
+
+@dataclass
+class TrainResult:
+    """Summary of one training run."""
+
+    arch: str
+    epochs: int
+    best_epoch: int
+    best_val_accuracy: float
+    train_seconds: float
+    samples_per_second: float
+    run_id: str | None
+
+
+def effective_arch(cfg: Config, arch_name: str, tuned_path: str | Path | None) -> ArchConfig:
+    """The architecture's params with tuned values (if a tuned file exists) laid over them."""
+    arch = cfg.arch(arch_name)
+    if tuned_path is not None and Path(tuned_path).exists():
+        import yaml
+
+        tuned = yaml.safe_load(Path(tuned_path).read_text()) or {}
+        params = tuned.get("params") or {}
+        unknown = set(params) - set(TUNABLE)
+        if unknown:
+            raise ValueError(f"{tuned_path}: unknown tuned parameter(s) {sorted(unknown)}")
+        arch = replace(arch, **params)
+    return arch
+
+
+def batch_size_of(arch: ArchConfig, train_cfg: TrainConfig) -> int:
+    """Architecture batch size, else the training default."""
+    return arch.batch_size or train_cfg.batch_size
+
+
+def learning_rate_of(arch: ArchConfig, train_cfg: TrainConfig) -> float:
+    """Architecture learning rate, else the training default."""
+    return arch.learning_rate or train_cfg.learning_rate
+
+
+def texts_of(df: Any, arch: ArchConfig) -> Any:
+    """The text an architecture reads: title, or title + " " + description."""
+    if arch.text == "title":
+        return df["title"].to_numpy(dtype=object).astype(str)
+    return (df["title"] + " " + df["description"]).to_numpy(dtype=object).astype(str)
+
+
+def bucket_boundaries(max_length: int | None) -> list[int]:
+    """Length buckets for batching: sequences of similar length share a batch."""
+    top = max_length or 256
+    bounds = [b for b in (8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256)
+              if b < top]
+    return bounds
+
+
+class Datasets:
+    """tf.data pipelines for one architecture: vectorize, cache, shuffle per epoch, batch."""
+
+    def __init__(self, vectorizer: Any, max_length: int | None, train_df: Any, val_df: Any,
+                 arch: ArchConfig, train_cfg: TrainConfig, seed: int) -> None:
+        import tensorflow as tf
+
+        from newsrnn.models import guard_ids
+
+        self.tf = tf
+        self.train_cfg = train_cfg
+        self.seed = seed
+        self.batch_size = batch_size_of(arch, train_cfg)
+        self.max_length = max_length
+        self.n_train = len(train_df)
+
+        def encode(text: Any, label: Any) -> Any:
+            ids = guard_ids(vectorizer(text)[tf.newaxis, :], max_length)[0]
+            return ids, label
+
+        def base(df: Any) -> Any:
+            ds = tf.data.Dataset.from_tensor_slices((texts_of(df, arch), df["label"].to_numpy()))
+            return ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+        self._train = base(train_df)
+        self._val = base(val_df)
+
+    def _batch(self, ds: Any) -> Any:
+        tf = self.tf
+        if self.train_cfg.batching == "bucket":
+            bounds = bucket_boundaries(self.max_length)
+            return ds.bucket_by_sequence_length(
+                element_length_func=lambda ids, label: tf.shape(ids)[0],
+                bucket_boundaries=bounds,
+                bucket_batch_sizes=[self.batch_size] * (len(bounds) + 1),
+            )
+        return ds.padded_batch(self.batch_size)
+
+    def train(self, epoch: int) -> Any:
+        """The training batches of one epoch; the order depends only on (seed, epoch)."""
+        ds = self._train
+        if self.train_cfg.shuffle:
+            ds = ds.shuffle(min(self.train_cfg.shuffle_buffer, self.n_train),
+                            seed=self.seed + epoch, reshuffle_each_iteration=False)
+        ds = self._batch(ds)
+        if self.train_cfg.max_steps_per_epoch:
+            ds = ds.take(self.train_cfg.max_steps_per_epoch)
+        return ds.prefetch(self.tf.data.AUTOTUNE)
+
+    def val(self) -> Any:
+        """Validation batches (padded, larger batches: no gradients to hold)."""
+        return self._val.padded_batch(max(256, self.batch_size)).prefetch(self.tf.data.AUTOTUNE)
+
+
+def compile_network(network: Any, learning_rate: float) -> None:
+    """Adam + sparse categorical cross-entropy, accuracy metric."""
+    import keras
+
+    network.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def fit_epochs(
+    network: Any,
+    data: Datasets,
+    epochs: int,
+    patience: int,
+    seed: int,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    checkpoint_dir: Path | None = None,
+) -> tuple[Any, list[dict[str, float]], int]:
+    """Train epoch by epoch with early stopping on val accuracy; resume from ``checkpoint_dir``.
+
+    Returns (network with the best weights, history rows, best epoch index).
+    """
+    import keras
+
+    history: list[dict[str, float]] = []
+    best_acc, best_epoch, wait, start = -1.0, -1, 0, 0
+    best_weights = None
+    state_path = checkpoint_dir / "state.json" if checkpoint_dir else None
+    if state_path is not None and state_path.exists():
+        state = json.loads(state_path.read_text())
+        network = keras.saving.load_model(checkpoint_dir / "last.keras", safe_mode=True)
+        best_net = keras.saving.load_model(checkpoint_dir / "best.keras", safe_mode=True, compile=False)
+        best_weights = best_net.get_weights()
+        history, best_acc, best_epoch, wait = (state["history"], state["best_acc"],
+                                               state["best_epoch"], state["wait"])
+        start = state["epoch"] + 1
+        print(f"train: resuming after epoch {start} from {checkpoint_dir}")
+
+    for epoch in range(start, epochs):
+        if best_epoch >= 0 and wait > patience:
+            break
+        keras.utils.set_random_seed(seed + 1000 * epoch)
+        t0 = time.perf_counter()
+        fit = network.fit(data.train(epoch), epochs=1, verbose=0,
+                          callbacks=[keras.callbacks.TerminateOnNaN()])
+        fit_s = time.perf_counter() - t0
+        loss = float(fit.history["loss"][-1])
+        if not math.isfinite(loss) or network.stop_training:
+            raise TrainingDiverged(f"loss became {loss} in epoch {epoch + 1}; lower the learning rate")
+        val_loss, val_acc = network.evaluate(data.val(), verbose=0)
+        row = {"epoch": epoch + 1, "loss": loss, "accuracy": float(fit.history["accuracy"][-1]),
+               "val_loss": float(val_loss), "val_accuracy": float(val_acc), "epoch_seconds": fit_s}
+        history.append(row)
+        print(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f} acc {row['accuracy']:.4f} "
+              f"val_acc {val_acc:.4f} ({fit_s:.1f}s)", flush=True)
+        if val_acc > best_acc:
+            best_acc, best_epoch, wait = float(val_acc), epoch, 0
+            best_weights = network.get_weights()
+        else:
+            wait += 1
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        if checkpoint_dir is not None:
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(checkpoint_dir / "last.keras") as tmp:
+                network.save(tmp.with_suffix(".keras"))
+                tmp.with_suffix(".keras").replace(tmp)
+            if best_epoch == epoch:
+                shutil.copyfile(checkpoint_dir / "last.keras", checkpoint_dir / ".best.tmp")
+                (checkpoint_dir / ".best.tmp").replace(checkpoint_dir / "best.keras")
+            write_json(state_path, {"epoch": epoch, "history": history, "best_acc": best_acc,
+                                    "best_epoch": best_epoch, "wait": wait})
+        if wait > patience:
+            break
+    if best_weights is not None:
+        network.set_weights(best_weights)
+    return network, history, best_epoch
+
+
+def load_splits(prepared_dir: str | Path) -> tuple[Any, Any, Any]:
+    """The prepared train, val and test DataFrames."""
+    import pandas as pd
+
+    from newsrnn.corpus import DataError
+
+    d = Path(prepared_dir)
+    out = []
+    for name in ("train", "val", "test"):
+        p = d / f"{name}.parquet"
+        if not p.exists():
+            raise DataError(f"{p}: not found; run `newsrnn prepare` first")
+        out.append(pd.read_parquet(p))
+    return out[0], out[1], out[2]
+
+
+def train(
+    cfg: Config,
+    arch_name: str,
+    prepared_dir: str | Path = "data/prepared",
+    vec_dir: str | Path = "artifacts/vectorizer",
+    tuned_path: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    data_sha: str = "unknown",
+) -> TrainResult:
+    """Train ``arch_name`` and write ``artifacts/models/<arch>/`` (model.keras, history, run id)."""
+    from newsrnn.runtime import setup_runtime
+
+    strategy = setup_runtime(cfg.seed, cfg.train.deterministic, cfg.train.mixed_precision)
+    from newsrnn.config import config_to_dict
+    from newsrnn.models import build_network, build_text_model
+    from newsrnn.modelio import save_text_model
+    from newsrnn.tracking import Tracker, flatten, git_commit
+    from newsrnn.vectorize import build_vectorizer
+
+    out_dir = Path(out_dir or f"artifacts/models/{arch_name}")
+    ckpt = Path(checkpoint_dir or f"artifacts/checkpoints/{arch_name}")
+    if tuned_path is None and Path(f"artifacts/tuned/{arch_name}.yaml").exists():
+        tuned_path = f"artifacts/tuned/{arch_name}.yaml"
+    arch = effective_arch(cfg, arch_name, tuned_path)
+    train_df, val_df, _ = load_splits(prepared_dir)
+    vectorizer, vec_config = build_vectorizer(vec_dir)
+    max_length = vec_config["max_length"]
+    data = Datasets(vectorizer, max_length, train_df, val_df, arch, cfg.train, cfg.seed)
+    lr = learning_rate_of(arch, cfg.train)
+
+    tracker = Tracker(cfg.tracking_uri(), cfg.mlflow.experiment, cfg.mlflow.enabled)
+    run_file = ckpt / "run.json"
+    resumed_run = json.loads(run_file.read_text())["run_id"] if run_file.exists() else None
+    tracker.start(run_name=arch_name, run_id=resumed_run,
+                  tags={"arch": arch_name, "git_commit": git_commit(), "data_sha256": data_sha,
+                        "stage": "train"})
+    if tracker.run_id and not resumed_run:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        write_json(run_file, {"run_id": tracker.run_id})
+        tracker.log_params({**flatten({"arch": config_to_dict(arch)}),
+                            **flatten({"train": config_to_dict(cfg.train)}),
+                            **flatten({"vectorizer": vec_config}),
+                            "arch.name": arch_name, "batch_size_effective": data.batch_size,
+                            "learning_rate_effective": lr, "train_rows": len(train_df),
+                            "tuned": bool(tuned_path and Path(tuned_path).exists())})
+
+    with strategy.scope():
+        network = build_network(arch, vec_config["vocab_size"], name=f"{arch_name}_network")
+        compile_network(network, lr)
+
+    def log_epoch(epoch: int, row: dict[str, float]) -> None:
+        tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
+
+    t0 = time.perf_counter()
+    try:
+        network, history, best_epoch = fit_epochs(network, data, cfg.train.epochs,
+                                                  cfg.train.early_stopping_patience, cfg.seed,
+                                                  on_epoch_end=log_epoch, checkpoint_dir=ckpt)
+    except TrainingDiverged:
+        tracker.end("FAILED")
+        raise
+    wall = time.perf_counter() - t0
+    train_seconds = sum(r["epoch_seconds"] for r in history)
+    sps = len(train_df) * len(history) / train_seconds if train_seconds else 0.0
+
+    text_model = build_text_model(vectorizer, network, max_length)
+    summary = {
+        "arch": arch_name, "epochs": len(history), "best_epoch": best_epoch + 1,
+        "best_val_accuracy": history[best_epoch]["val_accuracy"],
+        "train_seconds": train_seconds, "wall_seconds": wall, "samples_per_second": sps,
+        "batch_size": data.batch_size, "learning_rate": lr, "params": config_to_dict(arch),
+        "n_parameters": int(network.count_params()), "train_rows": len(train_df),
+        "run_id": tracker.run_id, "data_sha256": data_sha,
+    }
+    with atomic_dir(out_dir) as tmp:
+        digest = save_text_model(text_model, tmp)
+        (tmp / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+        summary["model_sha256"] = digest
+        (tmp / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    tracker.log_metrics({"train_seconds": train_seconds, "samples_per_second": sps,
+                         "best_val_accuracy": summary["best_val_accuracy"]})
+    tracker.end()
+    shutil.rmtree(ckpt, ignore_errors=True)  # finished: nothing left to resume
+    print(f"train: {arch_name} best val_accuracy {summary['best_val_accuracy']:.4f} "
+          f"after {len(history)} epoch(s), {train_seconds:.1f}s -> {out_dir}")
+    return TrainResult(arch_name, len(history), best_epoch + 1, summary["best_val_accuracy"],
+                       train_seconds, sps, tracker.run_id)

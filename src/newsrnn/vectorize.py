@@ -1,0 +1,101 @@
+"""Stage ``vectorize``: adapt a TextVectorization vocabulary and save it as text + config.
+
+The saved form is plain (``vocab.txt``, one token per line, and ``config.json`` with the settings
+and the vocabulary's sha256), so it can be inspected, diffed and verified before use.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from newsrnn.config import VectorizerConfig
+from newsrnn.fileio import atomic_dir, sha256_file
+
+
+class ArtifactError(ValueError):
+    """A saved artifact is missing, truncated or altered."""
+
+
+@dataclass
+class VectorizeResult:
+    """Vocabulary size and where it was written."""
+
+    vocab_size: int
+    out_dir: str
+
+
+def training_text(df: Any, fields: tuple[str, ...]) -> Any:
+    """Join the chosen text fields of each row with a space."""
+    if fields == ("title",):
+        return df["title"]
+    if fields == ("description",):
+        return df["description"]
+    return df["title"] + " " + df["description"]
+
+
+def vectorize(cfg: VectorizerConfig, prepared_dir: str | Path = "data/prepared",
+              out_dir: str | Path = "artifacts/vectorizer") -> VectorizeResult:
+    """Adapt the vocabulary on training text (all rows, or the first ``adapt_rows``)."""
+    import pandas as pd
+
+    from newsrnn.runtime import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    train = pd.read_parquet(Path(prepared_dir) / "train.parquet")
+    text = training_text(train, cfg.adapt_fields)
+    if cfg.adapt_rows is not None:
+        text = text.head(cfg.adapt_rows)
+    layer = keras.layers.TextVectorization(max_tokens=cfg.max_tokens, output_mode="int")
+    layer.adapt(text.to_numpy(dtype=object).astype(str), batch_size=1024)
+    vocab = layer.get_vocabulary()
+    with atomic_dir(out_dir) as tmp:
+        # Index 0 (padding "") and 1 ("[UNK]") are implicit; the file holds the learned tokens.
+        (tmp / "vocab.txt").write_text("\n".join(vocab[2:]) + "\n", encoding="utf-8")
+        config = {
+            "max_tokens": cfg.max_tokens,
+            "max_length": cfg.max_length,
+            "vocab_size": len(vocab),
+            "adapt_fields": list(cfg.adapt_fields),
+            "adapt_rows": cfg.adapt_rows,
+            "standardize": "lower_and_strip_punctuation",
+            "vocab_sha256": sha256_file(tmp / "vocab.txt"),
+        }
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    print(f"vectorize: vocabulary of {len(vocab)} tokens -> {out_dir}")
+    return VectorizeResult(len(vocab), str(out_dir))
+
+
+def load_vectorizer_spec(vec_dir: str | Path = "artifacts/vectorizer") -> tuple[list[str], dict[str, Any]]:
+    """Read and verify a saved vocabulary; returns (tokens without pad/UNK, config)."""
+    vec_dir = Path(vec_dir)
+    cfg_path, vocab_path = vec_dir / "config.json", vec_dir / "vocab.txt"
+    for p in (cfg_path, vocab_path):
+        if not p.exists():
+            raise ArtifactError(f"{p}: not found; run `newsrnn vectorize` first")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{cfg_path}: not valid JSON ({exc}); re-run `newsrnn vectorize`") from None
+    got = sha256_file(vocab_path)
+    if got != config.get("vocab_sha256"):
+        raise ArtifactError(
+            f"{vocab_path}: sha256 {got} does not match the {config.get('vocab_sha256')} recorded in "
+            f"{cfg_path}; the vocabulary is truncated or altered, re-run `newsrnn vectorize`"
+        )
+    tokens = vocab_path.read_text(encoding="utf-8").split("\n")[:-1]
+    return tokens, config
+
+
+def build_vectorizer(vec_dir: str | Path = "artifacts/vectorizer") -> Any:
+    """A TextVectorization layer with the saved vocabulary (no re-adapting)."""
+    import keras
+
+    tokens, config = load_vectorizer_spec(vec_dir)
+    return keras.layers.TextVectorization(
+        max_tokens=config["max_tokens"], output_mode="int", vocabulary=tokens, name="vectorizer"
+    ), config
