@@ -92,7 +92,7 @@ def evaluate(
     """Score the exported model on val and test; write metrics and plots; log them to MLflow."""
     import pandas as pd
 
-    from newsrnn.modelio import Predictor, resolve_model_file
+    from newsrnn.modelio import Predictor
     from newsrnn.tracking import Tracker
     from newsrnn.train import load_splits, texts_of
 
@@ -129,8 +129,6 @@ def evaluate(
         pd.DataFrame(history).to_csv(tmp / "history.csv", index=False)
         _confusion_png(test_m["confusion"], tmp / "confusion.png", f"{arch_name} (test)")
         _history_png(history, tmp / "history.png", arch_name)
-    write_json(metrics_path, metrics)
-
     tracker = Tracker(cfg.tracking_uri(), cfg.mlflow.experiment, cfg.mlflow.enabled)
     if summary.get("run_id"):
         tracker.start(run_name=arch_name, run_id=summary["run_id"])
@@ -140,8 +138,9 @@ def evaluate(
             tracker.log_artifact(plots_dir / png, "plots")
         from newsrnn.serving import log_pyfunc_model
 
-        tracker.call("log_model", lambda: log_pyfunc_model(model_dir))
+        metrics["model_uri"] = tracker.call("log_model", lambda: log_pyfunc_model(model_dir))
         tracker.end()
+    write_json(metrics_path, metrics)
     print(f"evaluate: {arch_name} val_accuracy {metrics['val_accuracy']:.4f} "
           f"test_accuracy {metrics['test_accuracy']:.4f} macro_f1 {metrics['macro_f1']:.4f}")
     return metrics

@@ -244,8 +244,8 @@ def train(
 
     strategy = setup_runtime(cfg.seed, cfg.train.deterministic, cfg.train.mixed_precision)
     from newsrnn.config import config_to_dict
-    from newsrnn.models import build_network, build_text_model
     from newsrnn.modelio import save_text_model
+    from newsrnn.models import build_network, build_text_model
     from newsrnn.tracking import Tracker, flatten, git_commit
     from newsrnn.vectorize import build_vectorizer
 
