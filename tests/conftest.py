@@ -93,3 +93,19 @@ def postgres_url() -> str | None:
     except Exception:
         return None
     return "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def prepared(tmp_path: Path, corpus_dir: Path) -> dict[str, Path]:
+    """fetch -> prepare -> vectorize on the synthetic corpus into tmp_path (library calls)."""
+    from newsrnn.config import config_from_dict
+    from newsrnn.fetch import fetch
+    from newsrnn.prepare import prepare
+    from newsrnn.vectorize import vectorize
+
+    cfg = config_from_dict(small_params(**{"data.local_dir": str(corpus_dir)}))
+    fetch(cfg.data, out_dir=tmp_path / "raw")
+    prepare(cfg.data, cfg.seed, raw_dir=tmp_path / "raw", out_dir=tmp_path / "prepared")
+    vectorize(cfg.vectorizer, tmp_path / "prepared", tmp_path / "vec")
+    return {"raw": tmp_path / "raw", "prepared": tmp_path / "prepared", "vec": tmp_path / "vec",
+            "root": tmp_path}

@@ -86,11 +86,16 @@ class Predictor:
         self.model = model
         self.max_batch = max_batch
         self.max_chars = max_chars
-        self._fn = tf.function(
-            lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec([None], tf.string)],
-            reduce_retracing=True,
-        )
+        vectorizer = model.get_layer("vectorizer")
+        guard = model.get_layer("guard_ids")
+        network = model.layers[-1]
+        # Texts are vectorized together, then run through the network in groups of equal token
+        # count: no padding at all, so unmasked RNNs see exactly what a single text would give.
+        self._ids = tf.function(lambda x: guard(vectorizer(x)),
+                                input_signature=[tf.TensorSpec([None], tf.string)])
+        self._net = tf.function(lambda ids: network(ids, training=False),
+                                input_signature=[tf.TensorSpec([None, None], tf.int64)],
+                                reduce_retracing=True)
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], **kwargs: Any) -> Predictor:
@@ -115,10 +120,15 @@ class Predictor:
 
         # Same cleaning as prepare applied to the training text.
         clipped = [clean_text(t[: self.max_chars]) for t in texts]
-        out = []
-        for start in range(0, len(clipped), 1024):
-            out.append(self._fn(tf.constant(clipped[start:start + 1024])).numpy())
-        return np.concatenate(out)
+        ids = self._ids(tf.constant(clipped)).numpy()
+        lengths = np.maximum((ids != 0).sum(axis=1), 1)
+        probs = np.zeros((len(clipped), len(CLASS_NAMES)), dtype=np.float32)
+        for length in np.unique(lengths):
+            rows = np.flatnonzero(lengths == length)
+            for start in range(0, len(rows), 1024):
+                chunk = rows[start:start + 1024]
+                probs[chunk] = self._net(tf.constant(ids[chunk, :length])).numpy()
+        return probs
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
         """One ``{"label", "probabilities"}`` dict per text."""

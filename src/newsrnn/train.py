@@ -108,16 +108,16 @@ class Datasets:
         self._train = base(train_df)
         self._val = base(val_df)
 
-    def _batch(self, ds: Any) -> Any:
+    def _batch(self, ds: Any, batch_size: int) -> Any:
         tf = self.tf
         if self.train_cfg.batching == "bucket":
             bounds = bucket_boundaries(self.max_length)
             return ds.bucket_by_sequence_length(
                 element_length_func=lambda ids, label: tf.shape(ids)[0],
                 bucket_boundaries=bounds,
-                bucket_batch_sizes=[self.batch_size] * (len(bounds) + 1),
+                bucket_batch_sizes=[batch_size] * (len(bounds) + 1),
             )
-        return ds.padded_batch(self.batch_size)
+        return ds.padded_batch(batch_size)
 
     def train(self, epoch: int) -> Any:
         """The training batches of one epoch; the order depends only on (seed, epoch)."""
@@ -125,14 +125,18 @@ class Datasets:
         if self.train_cfg.shuffle:
             ds = ds.shuffle(min(self.train_cfg.shuffle_buffer, self.n_train),
                             seed=self.seed + epoch, reshuffle_each_iteration=False)
-        ds = self._batch(ds)
+        ds = self._batch(ds, self.batch_size)
         if self.train_cfg.max_steps_per_epoch:
             ds = ds.take(self.train_cfg.max_steps_per_epoch)
         return ds.prefetch(self.tf.data.AUTOTUNE)
 
     def val(self) -> Any:
-        """Validation batches (padded, larger batches: no gradients to hold)."""
-        return self._val.padded_batch(max(256, self.batch_size)).prefetch(self.tf.data.AUTOTUNE)
+        """Validation batches, grouped by length like training batches.
+
+        Without masking, an RNN reads padding as input; padding a short text to the longest in a
+        large batch would score it on something training never showed it.
+        """
+        return self._batch(self._val, max(256, self.batch_size)).prefetch(self.tf.data.AUTOTUNE)
 
 
 def compile_network(network: Any, learning_rate: float) -> None:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def redact(url: str) -> str:
 def open_storage(url: str) -> Any:
     """An Optuna storage object for ``journal:<file>`` or an RDB URL (with heartbeats)."""
     import optuna
-    from optuna.storages import RetryFailedTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
@@ -79,7 +80,7 @@ def open_storage(url: str) -> Any:
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
     return optuna.storages.RDBStorage(
         url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-        failed_trial_callback=RetryFailedTrialCallback(max_retry=1),
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
         engine_kwargs={"pool_pre_ping": True},
     )
 
@@ -173,18 +174,21 @@ class Objective:
 
 def run_worker(cfg: Config, arch_name: str, storage_url: str, name: str, quota: int,
                prepared_dir: str | Path = "data/prepared",
-               vec_dir: str | Path = "artifacts/vectorizer") -> int:
-    """Run up to ``quota`` trials of study ``name``; returns how many this worker ran."""
+               vec_dir: str | Path = "artifacts/vectorizer",
+               objective: Callable[[Any], float] | None = None) -> int:
+    """Run up to ``quota`` trials of study ``name``; returns how many this worker ran.
+
+    ``objective`` defaults to training the architecture (``Objective``); any exception in a
+    trial marks that trial FAIL and the worker goes on with the next one.
+    """
     if quota <= 0:
         return 0
-    import optuna
-
     study = create_study(cfg, name, storage_url)
-    objective = Objective(cfg, arch_name, Path(prepared_dir), Path(vec_dir))
+    if objective is None:
+        objective = Objective(cfg, arch_name, Path(prepared_dir), Path(vec_dir))
     before = len(study.get_trials(deepcopy=False))
     study.optimize(objective, n_trials=quota, timeout=cfg.tune.timeout_s, catch=(Exception,),
                    gc_after_trial=True)
-    del optuna
     return len(study.get_trials(deepcopy=False)) - before
 
 

@@ -1,0 +1,82 @@
+"""The benchmark: helpers, and one tiny end-to-end run that must produce the results schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import small_params
+from synthetic import write_corpus
+
+from newsrnn import bench
+
+
+def test_percentile_interpolates() -> None:
+    assert bench.percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert bench.percentile([0.0, 10.0], 99) == pytest.approx(9.9)
+    with pytest.raises(ValueError):
+        bench.percentile([], 50)
+
+
+def test_ratio_handles_missing() -> None:
+    assert bench.ratio(6.0, 2.0) == 3.0
+    assert bench.ratio(None, 2.0) is None
+    assert bench.ratio(1.0, 0.0) is None
+
+
+def test_notebook_batch_sizes() -> None:
+    assert bench.notebook_batch_size("lstm") == 8
+    assert bench.notebook_batch_size("bilstm") == 16
+
+
+def test_fit_proxy_adds_callbacks_and_delegates() -> None:
+    class Model:
+        stop_training = False
+
+        def fit(self, *args: object, callbacks: list[object] | None = None, **kwargs: object) -> list[object]:
+            return list(callbacks or [])
+
+    proxy = bench._FitWithCallbacks(Model(), ["mine"])
+    assert proxy.fit("data", callbacks=["theirs"]) == ["theirs", "mine"]
+    assert proxy.stop_training is False
+
+
+def test_markdown_table_shows_missing_values() -> None:
+    row = {"arch": "gru", "compared_to": "lstm", "notebook_epoch_s": 10.0, "notebook_samples_per_s": 100.0,
+           "notebook_test_accuracy": 0.8, "newsrnn_epoch_s": 2.0, "newsrnn_samples_per_s": 500.0,
+           "newsrnn_time_to_notebook_accuracy_s": None, "speedup": None, "newsrnn_test_accuracy": 0.85,
+           "accuracy_gain": 0.05, "notebook_peak_rss_mb": 700.0, "peak_rss_mb": 800.0}
+    table = bench.markdown_table({"archs": [row]})
+    assert "| gru (vs lstm) | 10.0 |" in table
+    assert "+5.0" in table and "| -x |" in table
+
+
+def test_bench_end_to_end_schema(tmp_path: Path) -> None:
+    """Synthetic corpus, tiny networks: every required key is present and sane."""
+    data = write_corpus(tmp_path / "ag", n_train=240, n_test=80)
+    params = small_params(**{"mlflow.enabled": False, "train.epochs": 2})
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    out = tmp_path / "results" / "bench.json"
+    args = argparse.Namespace(archs="rnn_title", max_train_rows=200, out=str(out), data_dir=str(data),
+                              params=str(params_path), skip=["dvc"])
+    bench.run_bench(args)
+    res = json.loads(out.read_text())
+    (row,) = res["archs"]
+    for key in ("arch", "notebook_epoch_s", "notebook_test_accuracy", "newsrnn_time_to_notebook_accuracy_s",
+                "speedup", "newsrnn_test_accuracy", "peak_rss_mb"):
+        assert key in row, key
+    assert row["arch"] == "rnn_title"
+    assert row["notebook_epoch_s"] > 0 and 0 <= row["notebook_test_accuracy"] <= 1
+    assert 0 <= row["newsrnn_test_accuracy"] <= 1 and row["peak_rss_mb"] > 50
+    assert row["notebook_train_rows"] == 200 and row["newsrnn_train_rows"] == 180
+    reached = row["newsrnn_time_to_notebook_accuracy_s"]
+    if reached is not None:
+        assert row["speedup"] == pytest.approx(row["notebook_epoch_s"] / reached)
+    for key in ("p50_ms", "p99_ms", "batch_texts_per_s"):
+        assert res["predict"][key] > 0
+    assert res["predict"]["p99_ms"] >= res["predict"]["p50_ms"]
+    assert res["help"]["median_s"] > 0

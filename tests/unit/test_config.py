@@ -1,0 +1,75 @@
+"""Config loading: strict keys, types, values, with the key path in every message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, small_params
+
+from newsrnn.config import ConfigError, config_from_dict, load_config
+
+
+def test_repo_params_load() -> None:
+    cfg = load_config(ROOT / "params.yaml")
+    assert cfg.models == ("rnn_title", "rnn", "lstm", "bilstm", "gru")
+    assert cfg.vectorizer.max_tokens == 20000
+    assert cfg.arch("rnn_title").units == 16 and cfg.arch("rnn_title").text == "title"
+    assert cfg.data.max_train_rows is None
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"train.epochs": -3}, "train.epochs: expected an integer >= 1, got -3"),
+        ({"train.epochs": "five"}, "train.epochs: expected an integer, got 'five'"),
+        ({"data.val_fraction": 1.5}, "data.val_fraction: expected a number between 0 and 1"),
+        ({"models": ["rnn", "transformer"]}, "models[1]: unknown architecture 'transformer'"),
+        ({"train.batching": "random"}, "train.batching: expected one of 'bucket', 'padded'"),
+        ({"architectures.lstm.units": 2.5}, "architectures.lstm.units: expected an integer, got 2.5"),
+        ({"architectures.lstm.mask_zero": "yes"}, "architectures.lstm.mask_zero: expected true/false"),
+        ({"data.max_train_rows": 0}, "data.max_train_rows: expected null or an integer >= 8"),
+    ],
+)
+def test_bad_values_name_the_key(override: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(small_params(**override))
+    assert message in str(err.value)
+
+
+def test_unknown_keys_rejected_at_every_level() -> None:
+    p = small_params()
+    p["train"]["epoch"] = 3  # typo of epochs
+    with pytest.raises(ConfigError, match=r"train\.epoch: unknown key; allowed keys here: epochs"):
+        config_from_dict(p)
+    p = small_params()
+    p["architectures"]["lstm"]["unit"] = 3
+    with pytest.raises(ConfigError, match=r"architectures\.lstm\.unit: unknown key"):
+        config_from_dict(p)
+    p = small_params()
+    p["extra"] = 1
+    with pytest.raises(ConfigError, match=r"^extra: unknown key"):
+        config_from_dict(p)
+
+
+def test_missing_arch_section_and_file_errors(tmp_path: Path) -> None:
+    p = small_params()
+    del p["architectures"]["gru"]
+    with pytest.raises(ConfigError, match=r"models\[4\]: 'gru' has no section under architectures"):
+        config_from_dict(p)
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text(yaml.safe_dump({**small_params(), "seed": -1}))
+    with pytest.raises(ConfigError, match=r"params.yaml: seed: expected an integer >= 0"):
+        load_config(bad)
+
+
+def test_config_is_frozen() -> None:
+    cfg = config_from_dict(small_params())
+    with pytest.raises(AttributeError):
+        cfg.train.epochs = 10  # type: ignore[misc]

@@ -1,0 +1,135 @@
+"""Architectures, the vectorizer, the GuardIds invariants and the exported raw-text model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from newsrnn.config import load_config
+from newsrnn.vectorize import ArtifactError
+
+tf = pytest.importorskip("tensorflow")
+
+
+@pytest.mark.parametrize(
+    ("arch", "params"),
+    [("rnn_title", 1_281_364), ("rnn", 1_281_364), ("lstm", 1_282_372), ("bilstm", 2_758_148), ("gru", 1_289_540)],
+)
+def test_notebook_sizes_parameter_counts(arch: str, params: int) -> None:
+    from newsrnn.models import build_network
+
+    cfg = load_config(ROOT / "params.yaml")
+    net = build_network(cfg.arch(arch), cfg.vectorizer.max_tokens)
+    assert net.count_params() == params
+    out = net(np.array([[5, 6, 7, 0], [8, 1, 0, 0]]))
+    assert out.shape == (2, 4)
+    np.testing.assert_allclose(out.numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_recurrent_layers_stay_cudnn_eligible() -> None:
+    """Default activations and no recurrent dropout: what Keras needs to pick cuDNN kernels."""
+    import keras
+
+    from newsrnn.models import build_network
+
+    cfg = load_config(ROOT / "params.yaml")
+    for name in ("lstm", "bilstm", "gru"):
+        net = build_network(cfg.arch(name), 100)
+        cells = [lay.forward_layer if isinstance(lay, keras.layers.Bidirectional) else lay for lay in net.layers]
+        rnns = [c for c in cells if isinstance(c, (keras.layers.LSTM, keras.layers.GRU))]
+        assert rnns, name
+        for r in rnns:
+            assert r.activation.__name__ == "tanh" and r.recurrent_activation.__name__ == "sigmoid"
+            assert r.recurrent_dropout == 0 and not r.unroll and r.use_bias
+            if isinstance(r, keras.layers.GRU):
+                assert r.reset_after
+
+
+def test_guard_ids_truncates_and_never_all_padding() -> None:
+    from newsrnn.models import guard_ids
+
+    ids = tf.constant([[0, 0, 0], [4, 5, 0], [7, 8, 9]], dtype=tf.int64)
+    out = guard_ids(ids, 2).numpy()
+    assert out.tolist() == [[1, 0], [4, 5], [7, 8]]
+    empty = guard_ids(tf.zeros((2, 0), tf.int64), 5).numpy()
+    assert empty.tolist() == [[1], [1]]
+    # Masks stay right-padded: no zero before a non-zero in any row.
+    for row in out:
+        nz = np.flatnonzero(row)
+        assert (row[: nz.max() + 1] != 0).all()
+
+
+def _vectorizer_dir(tmp_path: Path) -> Path:
+    from newsrnn.config import VectorizerConfig
+    from newsrnn.vectorize import vectorize
+
+    prep = tmp_path / "prepared"
+    prep.mkdir()
+    pd.DataFrame({"label": [0, 1], "title": ["Oil prices up", "Cup final"],
+                  "description": ["oil oil market", "team wins cup"], "line": [1, 2]}).to_parquet(
+        prep / "train.parquet")
+    vectorize(VectorizerConfig(max_tokens=50, max_length=4), prep, tmp_path / "vec")
+    return tmp_path / "vec"
+
+
+def test_vectorizer_saved_as_text_and_verified(tmp_path: Path) -> None:
+    from newsrnn.vectorize import build_vectorizer, load_vectorizer_spec
+
+    vec = _vectorizer_dir(tmp_path)
+    tokens, config = load_vectorizer_spec(vec)
+    assert tokens[0] == "oil"  # most frequent first
+    assert config["vocab_size"] == len(tokens) + 2 and config["max_length"] == 4
+    layer, _ = build_vectorizer(vec)
+    assert layer(tf.constant(["oil cup zzz"])).numpy().tolist()[0][0] == 2
+    (vec / "vocab.txt").write_text("\n".join(tokens[:3]) + "\n")
+    with pytest.raises(ArtifactError, match="does not match"):
+        load_vectorizer_spec(vec)
+
+
+def test_notebook_vectorizer_setting_is_expressible(tmp_path: Path) -> None:
+    from newsrnn.config import VectorizerConfig
+    from newsrnn.vectorize import load_vectorizer_spec, vectorize
+
+    prep = tmp_path / "prepared"
+    prep.mkdir()
+    pd.DataFrame({"label": [0, 1, 2], "title": ["alpha", "beta", "gamma"],
+                  "description": ["x", "y", "z"], "line": [1, 2, 3]}).to_parquet(prep / "train.parquet")
+    vectorize(VectorizerConfig(adapt_fields=("title",), adapt_rows=2), prep, tmp_path / "vec")
+    tokens, _ = load_vectorizer_spec(tmp_path / "vec")
+    assert sorted(tokens) == ["alpha", "beta"]
+
+
+def test_exported_model_takes_raw_text(tmp_path: Path) -> None:
+    from newsrnn.config import ArchConfig
+    from newsrnn.fileio import atomic_dir
+    from newsrnn.modelio import Predictor, save_text_model
+    from newsrnn.models import build_network, build_text_model
+    from newsrnn.vectorize import build_vectorizer
+
+    vec, config = build_vectorizer(_vectorizer_dir(tmp_path))
+    net = build_network(ArchConfig(cell="gru", embed_dim=4, units=3), config["vocab_size"])
+    model = build_text_model(vec, net, config["max_length"])
+    with atomic_dir(tmp_path / "model") as d:
+        save_text_model(model, d)
+    pred = Predictor.from_path(tmp_path / "model", max_batch=10)
+    probs = pred.predict_proba(["oil market up", "", "x " * 500_000])
+    assert probs.shape == (3, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    out = pred.predict(["cup final"])
+    assert set(out[0]["probabilities"]) == {"World", "Sports", "Business", "Sci/Tech"}
+    assert out[0]["label"] in out[0]["probabilities"]
+    with pytest.raises(ValueError, match="the limit is 10"):
+        pred.predict_proba(["a"] * 11)
+    with pytest.raises(TypeError, match="text 1 is int"):
+        pred.predict_proba(["a", 3])  # type: ignore[list-item]
+    # A truncated file is refused before Keras reads it.
+    data = (tmp_path / "model" / "model.keras").read_bytes()
+    (tmp_path / "model" / "model.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match="truncated or altered"):
+        Predictor.from_path(tmp_path / "model")
+    assert json.loads(json.dumps(out))  # plain JSON-serialisable
