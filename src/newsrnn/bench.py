@@ -497,6 +497,11 @@ def child_main(spec_path: str) -> None:
     else:
         raise BenchError(f"unknown child kind {kind!r}")
     Path(spec["out"]).write_text(json.dumps(result, indent=1))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The result is on disk; skip interpreter teardown, which with live tf.data iterators can
+    # spin for minutes after training has finished.
+    os._exit(0)
 
 
 def combine(arch: str, nb: dict[str, Any] | None, nr: dict[str, Any],

@@ -23,15 +23,6 @@ def _cfg(args: argparse.Namespace) -> Any:
     return load_config(args.params)
 
 
-def _data_sha() -> str:
-    from newsrnn.fetch import data_sha256
-
-    try:
-        return data_sha256()
-    except FileNotFoundError:
-        return "unknown"
-
-
 def cmd_fetch(args: argparse.Namespace) -> None:
     from newsrnn.fetch import fetch
 
@@ -61,7 +52,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from newsrnn.train import train
 
-    train(_cfg(args), args.arch, tuned_path=args.tuned, data_sha=_data_sha())
+    train(_cfg(args), args.arch, tuned_path=args.tuned)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -100,6 +91,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from newsrnn.bench import run_bench
 
     run_bench(args)
+
+
+def cmd_server(args: argparse.Namespace) -> None:
+    from newsrnn import server
+
+    code = server.run(args)
+    if code:
+        raise SystemExit(code)
 
 
 def cmd_kfp(args: argparse.Namespace) -> None:
@@ -161,12 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train-rows", type=int, default=None)
     p.add_argument("--out", default=None, help="JSON results file (default: benchmarks/results/...)")
     p.add_argument("--data-dir", default=None, help="ag_news_csv directory (default: NEWSRNN_DATA_DIR)")
+    p = add("server", cmd_server, "Start an MLflow tracking server (127.0.0.1 unless basic-auth is on).")
+    from newsrnn.server import add_arguments
+
+    add_arguments(p)
     p = add("kfp", cmd_kfp, "Kubeflow: compile, run-local, submit.")
     ksub = p.add_subparsers(dest="kfp_command", required=True, metavar="ACTION")
     k = ksub.add_parser("compile", help="write pipelines/newsrnn_pipeline.yaml")
     k.add_argument("--out", default="pipelines/newsrnn_pipeline.yaml")
     k = ksub.add_parser("run-local", help="run the whole pipeline with kfp's local SubprocessRunner")
     k.add_argument("--pipeline-root", default="kfp_local")
+    k.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="pipeline parameter override (repeatable)")
     k = ksub.add_parser("submit", help="submit the compiled pipeline to a Kubeflow endpoint")
     k.add_argument("--host", required=True)
     k.add_argument("--package", default="pipelines/newsrnn_pipeline.yaml")

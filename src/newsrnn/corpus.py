@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import html
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -81,43 +80,33 @@ def read_agnews_csv(
     bad: list[BadRow] = []
     rows: list[tuple[int, int, str, str]] = []
 
-    # Decode line by line so a bad byte is reported at its line, not as one fatal error.
-    lines: list[str] = []
+    # AG News records never span lines (the corpus encodes line breaks as "\\"), so each
+    # physical line is parsed on its own: one broken line (bad bytes, a stray quote) costs
+    # exactly that row and can never swallow the next one.
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        raw = raw.rstrip(b"\r")
+        if not raw.strip():
+            continue
         try:
-            lines.append(raw.decode("utf-8"))
+            line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             bad.append(BadRow(name, lineno, f"not valid UTF-8 (byte {exc.start})", repr(raw[:80])))
-            lines.append("")
-    text = "\n".join(lines)
-
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    line_start = 1
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            bad.append(BadRow(name, line_start, f"malformed CSV ({exc})", ""))
-            line_start = reader.line_num + 1
             continue
-        lineno = line_start
-        line_start = reader.line_num + 1
-        if not fields:
-            continue  # blank line (e.g. the final newline, or a line dropped for bad bytes)
+        try:
+            fields = next(csv.reader([line], strict=True))
+        except csv.Error as exc:
+            bad.append(BadRow(name, lineno, f"malformed CSV ({exc})", line[:120]))
+            continue
         if len(fields) != 3:
-            bad.append(
-                BadRow(name, lineno, f"expected 3 fields (class,title,description), got {len(fields)}",
-                       ",".join(fields)[:120])
-            )
+            bad.append(BadRow(name, lineno, f"expected 3 fields (class,title,description), got {len(fields)}",
+                              line[:120]))
             continue
         klass, title, desc = fields
         if klass.strip() not in ("1", "2", "3", "4"):
-            bad.append(BadRow(name, lineno, f"class must be 1-4, got {klass!r}", ",".join(fields)[:120]))
+            bad.append(BadRow(name, lineno, f"class must be 1-4, got {klass!r}", line[:120]))
             continue
         if not title.strip() and not desc.strip():
-            bad.append(BadRow(name, lineno, "empty text: title and description are both blank", ""))
+            bad.append(BadRow(name, lineno, "empty text: title and description are both blank", line[:120]))
             continue
         rows.append((lineno, int(klass) - 1, title, desc))
 

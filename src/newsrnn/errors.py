@@ -12,10 +12,8 @@ def USER_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads as a
     from newsrnn.vectorize import ArtifactError
 
     extra: list[type[BaseException]] = []
-    try:
-        from newsrnn.register import RegisterError
+    from newsrnn.register import RegisterError
+    from newsrnn.server import ServerConfigError
 
-        extra.append(RegisterError)
-    except ImportError:
-        pass
+    extra.extend([RegisterError, ServerConfigError])
     return (ConfigError, DataError, FetchError, ArtifactError, TrainingDiverged, FileNotFoundError, *extra)

@@ -45,7 +45,8 @@ class KfpError(ConfigError):
 def repo_root() -> Path:
     """The checkout holding ``pipelines/`` and ``components/``: beside this package, else cwd."""
     for candidate in (Path(__file__).resolve().parents[2], Path.cwd()):
-        if (candidate / "pipelines" / "newsrnn_pipeline.py").is_file() and (candidate / "components").is_dir():
+        if (candidate / "pipelines" / "newsrnn_pipeline.py").is_file() and \
+                (candidate / "components").is_dir():
             return candidate
     raise KfpError("pipelines/newsrnn_pipeline.py not found beside the newsrnn package or in the current "
                    "directory; run from the project checkout")
@@ -181,7 +182,8 @@ def _absolute_tracking_uri(uri: str) -> str:
     return uri
 
 
-def run_local(cfg: Config, pipeline_root: str | Path = "kfp_local", overrides: list[str] | None = None) -> Any:
+def run_local(cfg: Config, pipeline_root: str | Path = "kfp_local",
+              overrides: list[str] | None = None) -> Any:
     """Run the whole pipeline here with kfp's ``SubprocessRunner`` (tasks use this interpreter).
 
     Accelerators, resources, retries, caching and Kubernetes settings are cluster-only and are
@@ -196,8 +198,8 @@ def run_local(cfg: Config, pipeline_root: str | Path = "kfp_local", overrides: l
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     pipeline = load_pipeline(cfg.kfp.base_image)
-    declared = {name: _PY_TO_KFP.get(type(value), "STRING")
-                for name, value in _signature_defaults(pipeline).items()}
+    declared = {name: _DSL_TO_KFP.get(str(spec.type), "STRING")
+                for name, spec in pipeline.component_spec.inputs.items()}
     args = run_arguments(cfg, declared, overrides or [])
     args.setdefault("mlflow_tracking_uri", "")
     args["mlflow_tracking_uri"] = args["mlflow_tracking_uri"] or _absolute_tracking_uri(cfg.tracking_uri())
@@ -230,14 +232,9 @@ def _init_mlflow(uri: str, experiment: str) -> None:
             pass  # created meanwhile by someone else: fine
 
 
-_PY_TO_KFP = {int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", bool: "BOOLEAN", str: "STRING",
-              list: "LIST", dict: "STRUCT"}
-
-
-def _signature_defaults(pipeline: Any) -> dict[str, Any]:
-    """Pipeline parameter name -> a value of its type (from the component spec)."""
-    kinds = {"String": "", "Integer": 0, "Float": 0.0, "Boolean": False, "List": [], "Dict": {}}
-    return {name: kinds.get(str(spec.type), "") for name, spec in pipeline.component_spec.inputs.items()}
+# Pipeline input types as the DSL names them -> as the compiled package names them.
+_DSL_TO_KFP = {"String": "STRING", "Integer": "NUMBER_INTEGER", "Float": "NUMBER_DOUBLE",
+               "Boolean": "BOOLEAN", "List": "LIST", "Dict": "STRUCT"}
 
 
 def submit(cfg: Config, host: str, package: str | Path = DEFAULT_PACKAGE,
@@ -254,10 +251,16 @@ def submit(cfg: Config, host: str, package: str | Path = DEFAULT_PACKAGE,
     if compiled_image and compiled_image != {cfg.kfp.base_image}:
         print(f"kfp submit: warning: {package} runs {sorted(compiled_image)} but params say "
               f"{cfg.kfp.base_image}; run `newsrnn kfp compile` to rebuild it", file=sys.stderr)
-    client = kfp.Client(host=host, existing_token=os.environ.get(ENV_TOKEN) or None)
     run_name = f"{cfg.kfp.run_name}-{dt.datetime.now(dt.UTC).strftime('%Y%m%d-%H%M%S')}"
-    result = client.create_run_from_pipeline_package(
-        str(package), arguments=args, run_name=run_name, experiment_name=cfg.kfp.experiment)
+    try:
+        client = kfp.Client(host=host, existing_token=os.environ.get(ENV_TOKEN) or None)
+        result = client.create_run_from_pipeline_package(
+            str(package), arguments=args, run_name=run_name, experiment_name=cfg.kfp.experiment)
+    except Exception as exc:  # urllib3/kfp-server-api raise many types; the endpoint and reason matter
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise KfpError(f"{host}: submitting to Kubeflow Pipelines failed: {reason} (check --host, "
+                       f"that the API answers at <host>/apis/v2beta1/healthz, and {ENV_TOKEN} "
+                       "if the endpoint needs a token)") from None
     print(f"kfp submit: run {run_name} ({result.run_id}) in experiment {cfg.kfp.experiment}: "
           f"{host.rstrip('/')}/#/runs/details/{result.run_id}")
     return result

@@ -57,6 +57,11 @@ def load_text_model(path: str | os.PathLike[str], verify: bool = True) -> Any:
                 f"{p}: sha256 {got} does not match the recorded {expected}; the file is truncated "
                 "or altered, re-run `newsrnn train`"
             )
+    import zipfile
+
+    if not zipfile.is_zipfile(p):
+        raise ArtifactError(f"{p}: not a valid .keras model (truncated or not a zip archive); "
+                            "re-run `newsrnn train`")
     from newsrnn.runtime import quiet_tensorflow
 
     quiet_tensorflow()

@@ -108,9 +108,16 @@ def prepare(
 
     for name, df in (("train", train), ("val", val), ("test", test)):
         write_parquet(df[["label", "title", "description", "line"]], out_dir / f"{name}.parquet")
+    from newsrnn.fetch import data_sha256
+
+    try:
+        data_sha = data_sha256(raw_dir)
+    except FileNotFoundError:
+        data_sha = "unknown"
     write_json(
         out_dir / "summary.json",
-        {"train": len(train), "val": len(val), "test": len(test), "leaked_dropped": n_leaked},
+        {"train": len(train), "val": len(val), "test": len(test), "leaked_dropped": n_leaked,
+         "data_sha256": data_sha},
     )
     print(f"prepare: train {len(train)}, val {len(val)}, test {len(test)} rows")
     return PrepareResult(len(train), len(val), len(test), n_leaked)

@@ -233,6 +233,14 @@ def load_splits(prepared_dir: str | Path) -> tuple[Any, Any, Any]:
     return out[0], out[1], out[2]
 
 
+def prepared_data_sha(prepared_dir: str | Path) -> str:
+    """The sha256 naming the fetched data version, as recorded by prepare."""
+    summary = Path(prepared_dir) / "summary.json"
+    if not summary.exists():
+        return "unknown"
+    return json.loads(summary.read_text()).get("data_sha256", "unknown")
+
+
 def train(
     cfg: Config,
     arch_name: str,
@@ -241,7 +249,7 @@ def train(
     tuned_path: str | Path | None = None,
     out_dir: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
-    data_sha: str = "unknown",
+    data_sha: str | None = None,
 ) -> TrainResult:
     """Train ``arch_name`` and write ``artifacts/models/<arch>/`` (model.keras, history, run id)."""
     from newsrnn.runtime import setup_runtime
@@ -259,6 +267,8 @@ def train(
         tuned_path = f"artifacts/tuned/{arch_name}.yaml"
     arch = effective_arch(cfg, arch_name, tuned_path)
     train_df, val_df, _ = load_splits(prepared_dir)
+    if data_sha is None:
+        data_sha = prepared_data_sha(prepared_dir)
     vectorizer, vec_config = build_vectorizer(vec_dir)
     max_length = vec_config["max_length"]
     data = Datasets(vectorizer, max_length, train_df, val_df, arch, cfg.train, cfg.seed)

@@ -303,12 +303,9 @@ def tune(cfg: Config, arch_name: str, workers: int = 1, storage: str | None = No
     if workers < 1:
         raise ValueError("--workers must be >= 1")
     if data_sha is None:
-        from newsrnn.fetch import data_sha256
+        from newsrnn.train import prepared_data_sha
 
-        try:
-            data_sha = data_sha256()
-        except FileNotFoundError:
-            data_sha = ""
+        data_sha = prepared_data_sha(prepared_dir)
     url = resolve_storage(cfg, arch_name, storage, workers)
     name = study_name(cfg, arch_name, data_sha)
     study = create_study(cfg, name, url)
