@@ -16,7 +16,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import write_corpus  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("NEWSRNN_REAL_DATA", ROOT.parent / "shared" / "data" / "ag_news_csv"))
+# .ci/run exports NEWSRNN_DATA_DIR when the real corpus is present; tests read it from here only
+# (the variable itself is removed for every test, so fetch never picks it up by accident).
+REAL_DATA = Path(os.environ.get("NEWSRNN_DATA_DIR") or ROOT.parent / "shared" / "data" / "ag_news_csv")
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -48,6 +50,13 @@ def small_params(**overrides: object) -> dict:
             node = node[k]
         node[keys[-1]] = value
     return p
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the caller's data dir, tracking server or Optuna storage."""
+    for var in ("NEWSRNN_DATA_DIR", "MLFLOW_TRACKING_URI", "NEWSRNN_OPTUNA_STORAGE"):
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture

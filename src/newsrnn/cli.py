@@ -78,7 +78,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
         raise UsageError("give texts as arguments, with --file, or on stdin")
-    predictor = load_predictor(args.model, _cfg(args))
+    # A model path needs no params.yaml; only registry URIs need the tracking settings.
+    registry = args.model is None or args.model.startswith(("models:/", "runs:/"))
+    predictor = load_predictor(args.model, _cfg(args) if registry else None)
     for text, res in zip(texts, predictor.predict(texts)):
         if args.json:
             print(json.dumps({"text": text, **res}))

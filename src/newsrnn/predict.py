@@ -8,7 +8,7 @@ from typing import Any
 from newsrnn.config import Config
 
 
-def load_predictor(model: str | None, cfg: Config) -> Any:
+def load_predictor(model: str | None, cfg: Config | None) -> Any:
     """A Predictor from a model dir / ``.keras`` file, or from a ``models:/`` URI in the registry.
 
     Registry models are downloaded and their ``model.keras`` is loaded the same safe way as a
@@ -16,9 +16,11 @@ def load_predictor(model: str | None, cfg: Config) -> Any:
     """
     from newsrnn.modelio import Predictor
 
+    if model is not None and not model.startswith(("models:/", "runs:/")):
+        return Predictor.from_path(model)
+    if cfg is None:
+        raise ValueError("a params config is needed to resolve a registry model")
     uri = model or f"models:/{cfg.mlflow.registered_model}@champion"
-    if not uri.startswith(("models:/", "runs:/")):
-        return Predictor.from_path(uri)
     import mlflow
 
     from newsrnn.vectorize import ArtifactError

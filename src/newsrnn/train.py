@@ -21,6 +21,7 @@ from typing import Any
 from newsrnn.config import ArchConfig, Config, TrainConfig
 from newsrnn.fileio import atomic_dir, atomic_path, write_json
 
+DIVERGED_LOSS = 100 * math.log(4)
 TUNABLE = ("batch_size", "embed_dim", "units", "learning_rate", "dropout")
 
 
@@ -185,8 +186,10 @@ def fit_epochs(
                           callbacks=[keras.callbacks.TerminateOnNaN()])
         fit_s = time.perf_counter() - t0
         loss = float(fit.history["loss"][-1])
-        if not math.isfinite(loss) or network.stop_training:
-            raise TrainingDiverged(f"loss became {loss} in epoch {epoch + 1}; lower the learning rate")
+        # Chance-level cross-entropy is ln 4 ~ 1.39; a loss 100x that has diverged even if finite.
+        if not math.isfinite(loss) or network.stop_training or loss > DIVERGED_LOSS:
+            raise TrainingDiverged(f"loss became {loss:.4g} in epoch {epoch + 1}: training diverged; "
+                                   "lower the learning rate")
         val_loss, val_acc = network.evaluate(data.val(), verbose=0)
         row = {"epoch": epoch + 1, "loss": loss, "accuracy": float(fit.history["accuracy"][-1]),
                "val_loss": float(val_loss), "val_accuracy": float(val_acc), "epoch_seconds": fit_s}
