@@ -12,8 +12,10 @@ def USER_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads as a
     from newsrnn.vectorize import ArtifactError
 
     extra: list[type[BaseException]] = []
+    from newsrnn.dvcdata import DvcDataError
+    from newsrnn.kfp_cli import KfpError
     from newsrnn.register import RegisterError
     from newsrnn.server import ServerConfigError
 
-    extra.extend([RegisterError, ServerConfigError])
+    extra.extend([RegisterError, ServerConfigError, KfpError, DvcDataError])
     return (ConfigError, DataError, FetchError, ArtifactError, TrainingDiverged, FileNotFoundError, *extra)

@@ -121,6 +121,11 @@ def server_env(opts: ServerOptions, base: dict[str, str] | None = None) -> dict[
     env = {**(os.environ if base is None else base), **opts.extra_env}
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if opts.app_name == AUTH_APP:
+        import importlib.util
+
+        if importlib.util.find_spec("flask_wtf") is None:
+            raise ServerConfigError(f"--app-name {AUTH_APP}: MLflow's auth app needs Flask-WTF; "
+                                    "install mlflow[auth] (same version as mlflow)")
         auth_db = Path(opts.auth_dir).resolve() / "basic_auth.db"
         if not env.get(ENV_ADMIN_PASSWORD) and not auth_db.exists():
             raise ServerConfigError(

@@ -72,14 +72,30 @@ def signature() -> Any:
     )
 
 
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:  # tensorflow-cpu provides the tensorflow module
+        return version(f"{dist}-cpu")
+
+
 def log_pyfunc_model(model_dir: str | Path, name: str = "model") -> str:
     """Log the model directory as a pyfunc model in the active run; returns its model URI."""
     import pandas as pd
+
+    import newsrnn
 
     info = mlflow.pyfunc.log_model(
         name=name,
         python_model=str(Path(__file__).resolve()),
         artifacts={"model_dir": str(Path(model_dir).resolve())},
+        # The package travels with the model, and requirements are stated rather than inferred
+        # (inference starts a subprocess that loads TensorFlow and the model a second time).
+        code_paths=[str(Path(newsrnn.__file__).resolve().parent)],
+        pip_requirements=[f"keras=={_version('keras')}", f"tensorflow=={_version('tensorflow')}",
+                          f"mlflow=={_version('mlflow')}", "pandas", "numpy", "pyyaml"],
         signature=signature(),
         input_example=pd.DataFrame({"text": ["Stocks rally as oil prices fall"]}),
     )

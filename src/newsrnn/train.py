@@ -9,6 +9,7 @@ continues from the last completed epoch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -140,12 +141,12 @@ class Datasets:
         return self._batch(self._val, max(256, self.batch_size)).prefetch(self.tf.data.AUTOTUNE)
 
 
-def compile_network(network: Any, learning_rate: float) -> None:
-    """Adam + sparse categorical cross-entropy, accuracy metric."""
+def compile_network(network: Any, learning_rate: float, xla: bool = False) -> None:
+    """Adam + sparse categorical cross-entropy, accuracy metric; XLA only where asked (GPU)."""
     import keras
 
     network.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                    loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=xla)
 
 
 def fit_epochs(
@@ -156,6 +157,7 @@ def fit_epochs(
     seed: int,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     checkpoint_dir: Path | None = None,
+    fingerprint: str = "",
 ) -> tuple[Any, list[dict[str, float]], int]:
     """Train epoch by epoch with early stopping on val accuracy; resume from ``checkpoint_dir``.
 
@@ -167,8 +169,14 @@ def fit_epochs(
     best_acc, best_epoch, wait, start = -1.0, -1, 0, 0
     best_weights = None
     state_path = checkpoint_dir / "state.json" if checkpoint_dir else None
-    if state_path is not None and state_path.exists():
-        state = json.loads(state_path.read_text())
+    state = json.loads(state_path.read_text()) if state_path is not None and state_path.exists() else None
+    if state is not None and state.get("fingerprint") != fingerprint:
+        # Left by a run with other settings or data: resuming it would mix two experiments.
+        print(f"train: ignoring checkpoint in {checkpoint_dir} from a run with other settings")
+        for name in ("state.json", "last.keras", "best.keras"):
+            (checkpoint_dir / name).unlink(missing_ok=True)
+        state = None
+    if state is not None:
         network = keras.saving.load_model(checkpoint_dir / "last.keras", safe_mode=True)
         best_net = keras.saving.load_model(checkpoint_dir / "best.keras", safe_mode=True, compile=False)
         best_weights = best_net.get_weights()
@@ -212,7 +220,7 @@ def fit_epochs(
                 shutil.copyfile(checkpoint_dir / "last.keras", checkpoint_dir / ".best.tmp")
                 (checkpoint_dir / ".best.tmp").replace(checkpoint_dir / "best.keras")
             write_json(state_path, {"epoch": epoch, "history": history, "best_acc": best_acc,
-                                    "best_epoch": best_epoch, "wait": wait})
+                                    "best_epoch": best_epoch, "wait": wait, "fingerprint": fingerprint})
         if wait > patience:
             break
     if best_weights is not None:
@@ -234,6 +242,13 @@ def load_splits(prepared_dir: str | Path) -> tuple[Any, Any, Any]:
             raise DataError(f"{p}: not found; run `newsrnn prepare` first")
         out.append(pd.read_parquet(p))
     return out[0], out[1], out[2]
+
+
+def gpu_count() -> int:
+    """Visible GPUs (0 on this CPU machine)."""
+    import tensorflow as tf
+
+    return len(tf.config.list_physical_devices("GPU"))
 
 
 def prepared_data_sha(prepared_dir: str | Path) -> str:
@@ -277,15 +292,22 @@ def train(
     data = Datasets(vectorizer, max_length, train_df, val_df, arch, cfg.train, cfg.seed)
     lr = learning_rate_of(arch, cfg.train)
 
+    fingerprint = hashlib.sha256(json.dumps(
+        {"arch": config_to_dict(arch), "train": config_to_dict(cfg.train), "seed": cfg.seed,
+         "vocab": vec_config["vocab_sha256"], "data": data_sha, "rows": len(train_df)},
+        sort_keys=True).encode()).hexdigest()
     tracker = Tracker(cfg.tracking_uri(), cfg.mlflow.experiment, cfg.mlflow.enabled)
     run_file = ckpt / "run.json"
-    resumed_run = json.loads(run_file.read_text())["run_id"] if run_file.exists() else None
+    resumed_run = None
+    if run_file.exists():
+        saved = json.loads(run_file.read_text())
+        resumed_run = saved["run_id"] if saved.get("fingerprint") == fingerprint else None
     tracker.start(run_name=arch_name, run_id=resumed_run,
                   tags={"arch": arch_name, "git_commit": git_commit(), "data_sha256": data_sha,
                         "stage": "train"})
     if tracker.run_id and not resumed_run:
         ckpt.mkdir(parents=True, exist_ok=True)
-        write_json(run_file, {"run_id": tracker.run_id})
+        write_json(run_file, {"run_id": tracker.run_id, "fingerprint": fingerprint})
         tracker.log_params({**flatten({"arch": config_to_dict(arch)}),
                             **flatten({"train": config_to_dict(cfg.train)}),
                             **flatten({"vectorizer": vec_config}),
@@ -295,7 +317,7 @@ def train(
 
     with strategy.scope():
         network = build_network(arch, vec_config["vocab_size"], name=f"{arch_name}_network")
-        compile_network(network, lr)
+        compile_network(network, lr, xla=cfg.train.xla and gpu_count() > 0)
 
     def log_epoch(epoch: int, row: dict[str, float]) -> None:
         tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
@@ -304,7 +326,8 @@ def train(
     try:
         network, history, best_epoch = fit_epochs(network, data, cfg.train.epochs,
                                                   cfg.train.early_stopping_patience, cfg.seed,
-                                                  on_epoch_end=log_epoch, checkpoint_dir=ckpt)
+                                                  on_epoch_end=log_epoch, checkpoint_dir=ckpt,
+                                                  fingerprint=fingerprint)
     except TrainingDiverged:
         tracker.end("FAILED")
         raise

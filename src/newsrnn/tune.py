@@ -184,6 +184,10 @@ def run_worker(cfg: Config, arch_name: str, storage_url: str, name: str, quota: 
     if quota <= 0:
         return 0
     study = create_study(cfg, name, storage_url)
+    # A restarted worker (a retried pod, a re-run) must not push the study past its budget.
+    quota = min(quota, max(0, cfg.tune.n_trials - finished_count(study)))
+    if quota <= 0:
+        return 0
     if objective is None:
         objective = Objective(cfg, arch_name, Path(prepared_dir), Path(vec_dir))
     before = len(study.get_trials(deepcopy=False))

@@ -122,7 +122,7 @@ def test_case07_sigint_during_dvc_repro_keeps_lock_clean(tmp_path: Path) -> None
     """Ctrl-C (SIGINT to the process group) while train runs under ``dvc repro``: dvc.lock has no entry
     for train, no model is left; the next ``dvc repro`` completes and records it."""
     corpus = write_corpus(tmp_path / "csv", 400, 120)
-    proj = _dvc_project(tmp_path, corpus, **RESUME, **{"train.deterministic": False})
+    proj = _dvc_project(tmp_path, corpus, **{**RESUME, "train.deterministic": False})
     env = _dvc_env(corpus)
     proc = _popen([str(BIN / "dvc"), "repro", "train@rnn_title"], proj, env)
     try:
@@ -356,7 +356,8 @@ print("RESULT=" + json.dumps({"rss": rss, "states": states}))
 def test_case12_memory_flat_over_20_trials(trained, tmp_path: Path) -> None:
     """20 tuning trials in one process: resident memory after trial 20 is within 60 MB of trial 5
     (sessions are cleared between trials; a leak of a model per trial grows far faster)."""
-    proj = trained.copy_to(tmp_path / "p", **{"tune.pruning": False, "tune.max_train_rows": 100})
+    proj = trained.copy_to(tmp_path / "p", **{"tune.pruning": False, "tune.max_train_rows": 100,
+                                              "train.max_steps_per_epoch": 3})
     proc = run([sys.executable, "-c", MEMORY_SCRIPT], proj, timeout=900, check=True)
     result = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT="))[7:])
     mb = [r / 2**20 for r in result["rss"]]

@@ -133,3 +133,17 @@ def test_exported_model_takes_raw_text(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="truncated or altered"):
         Predictor.from_path(tmp_path / "model")
     assert json.loads(json.dumps(out))  # plain JSON-serialisable
+
+
+def test_gpu_only_options_stay_off_on_cpu() -> None:
+    """mixed_float16 and XLA are GPU options: on a CPU-only machine the policy stays float32."""
+    import keras
+
+    from newsrnn.runtime import setup_runtime
+    from newsrnn.train import gpu_count
+
+    if gpu_count():
+        pytest.skip("this check is for CPU-only machines")
+    strategy = setup_runtime(1, mixed_precision=True)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert strategy.num_replicas_in_sync == 1

@@ -1,0 +1,20 @@
+"""Component ``prepare``: validated, cleaned, split corpus."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components.image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def prepare(params_json: str, raw: Input[Dataset], prepared: Output[Dataset]) -> None:
+    """``newsrnn.prepare.prepare``: ``raw`` -> ``prepared/{train,val,test}.parquet``."""
+    import json
+    from dataclasses import asdict
+
+    from newsrnn.config import config_from_dict
+    from newsrnn.prepare import prepare as prepare_corpus
+
+    cfg = config_from_dict(json.loads(params_json))
+    result = prepare_corpus(cfg.data, cfg.seed, raw.path, prepared.path)
+    prepared.metadata.update(asdict(result))

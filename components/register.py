@@ -1,0 +1,33 @@
+"""Component ``register``: the champion among every architecture's evaluation."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Metrics, Model, Output
+
+from components.image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def register(params_json: str, metrics: Input[list[Metrics]], models: Input[list[Model]],
+             champion: Output[Artifact], mlflow_tracking_uri: str = "") -> str:
+    """``newsrnn.register.register`` over the collected (metrics, model) pairs; returns the champion.
+
+    Collected lists are not guaranteed to be in the same order on every backend, so metrics and
+    models are paired by the architecture each file names, then put in ``models`` order (ties
+    go to the earlier architecture, as with ``dvc repro``).
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    from newsrnn.config import config_from_dict
+    from newsrnn.register import register as register_champion
+
+    if mlflow_tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    cfg = config_from_dict(json.loads(params_json))
+    model_dirs = {json.loads((Path(m.path) / "train.json").read_text())["arch"]: m.path for m in models}
+    metric_files = {json.loads(Path(m.path).read_text())["arch"]: m.path for m in metrics}
+    order = [a for a in cfg.models if a in metric_files]
+    result = register_champion(cfg, [(metric_files[a], model_dirs[a]) for a in order], champion.path)
+    champion.metadata.update({k: result[k] for k in ("name", "alias", "version", "arch", "val_accuracy")})
+    return str(result["arch"])

@@ -1,0 +1,1 @@
+"""The Kubeflow pipeline (wiring only) and its compiled YAML."""
