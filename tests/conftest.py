@@ -43,6 +43,8 @@ def small_params(**overrides: object) -> dict:
     p["tune"]["embed_dim"] = [8, 16]
     p["tune"]["units"] = [4, 8]
     p["tune"]["epochs_per_trial"] = 1
+    p["tune"]["n_trials"] = 0
+    p["tune"]["max_train_rows"] = None
     for dotted, value in overrides.items():
         node = p
         keys = dotted.split(".")
