@@ -75,7 +75,6 @@ class TrainConfig:
     early_stopping_patience: int = 1
     batching: Literal["bucket", "padded"] = "bucket"
     shuffle: bool = True
-    shuffle_buffer: int = 50000
     max_steps_per_epoch: int | None = None
     deterministic: bool = False
     mixed_precision: bool = False
@@ -163,7 +162,6 @@ _CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "train.learning_rate": (lambda v: v > 0, "a number > 0"),
     "train.early_stopping_patience": (lambda v: v >= 0, "an integer >= 0"),
-    "train.shuffle_buffer": (lambda v: v >= 1, "an integer >= 1"),
     "tune.n_trials": (lambda v: v >= 0, "an integer >= 0"),
     "tune.epochs_per_trial": (lambda v: v >= 1, "an integer >= 1"),
     "kfp.tune_workers": (lambda v: v >= 1, "an integer >= 1"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from pathlib import Path
 AUTH_APP = "basic-auth"
 ENV_ADMIN_PASSWORD = "MLFLOW_AUTH_ADMIN_PASSWORD"
 ENV_AUTH_CONFIG = "MLFLOW_AUTH_CONFIG_PATH"
+ENV_SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 LOOPBACK_NAMES = ("localhost",)
 
 
@@ -121,18 +123,22 @@ def server_env(opts: ServerOptions, base: dict[str, str] | None = None) -> dict[
     env = {**(os.environ if base is None else base), **opts.extra_env}
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if opts.app_name == AUTH_APP:
-        import importlib.util
-
-        if importlib.util.find_spec("flask_wtf") is None:
-            raise ServerConfigError(f"--app-name {AUTH_APP}: MLflow's auth app needs Flask-WTF; "
-                                    "install mlflow[auth] (same version as mlflow)")
         auth_db = Path(opts.auth_dir).resolve() / "basic_auth.db"
         if not env.get(ENV_ADMIN_PASSWORD) and not auth_db.exists():
             raise ServerConfigError(
                 f"--app-name {AUTH_APP}: set {ENV_ADMIN_PASSWORD} in the environment to create the "
                 "admin user on first start (it is never read from params.yaml or the command line)"
             )
+        import importlib.util
+
+        if importlib.util.find_spec("flask_wtf") is None:
+            raise ServerConfigError(f"--app-name {AUTH_APP}: MLflow's auth app needs Flask-WTF; "
+                                    "install mlflow[auth] (same version as mlflow)")
         env[ENV_AUTH_CONFIG] = str(auth_config_file(opts))
+        # CSRF key for the auth app's forms: from the environment (to share it between servers), else a
+        # fresh random one for this process only; never written anywhere.
+        if not env.get(ENV_SECRET_KEY):
+            env[ENV_SECRET_KEY] = secrets.token_hex(32)
     return env
 
 
