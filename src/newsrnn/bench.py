@@ -237,24 +237,6 @@ def _time_to_accuracy_callback(network: Any, test_ds: Any, n_test: int, target: 
     return TimeToAccuracy()
 
 
-class _FitWithCallbacks:
-    """Delegates to a Keras model but adds callbacks to every ``fit``.
-
-    ``fit_epochs`` owns the epoch loop and passes its own callbacks; this lets the benchmark time
-    it without re-implementing it.
-    """
-
-    def __init__(self, model: Any, callbacks: list[Any]) -> None:
-        self._model = model
-        self._extra = callbacks
-
-    def fit(self, *args: Any, callbacks: list[Any] | None = None, **kwargs: Any) -> Any:
-        return self._model.fit(*args, callbacks=[*(callbacks or []), *self._extra], **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-
 def test_batches(vectorizer: Any, max_length: int | None, texts: Any, labels: Any, batch: int = 512) -> Any:
     """Test ids sorted by length and padded per batch (scoring only: order does not matter)."""
     import numpy as np
@@ -307,10 +289,8 @@ def run_newsrnn(cfg: Any, arch_name: str, work: Path, target: float | None, eval
     steps = max(1, -(-len(train_df) // data.batch_size))
     every = max(1, int(steps * eval_fraction))
     clock = _time_to_accuracy_callback(network, test_ds, len(test_df), target, every, steps, setup_s)
-    proxy = _FitWithCallbacks(network, [clock])
-    _, history, best_epoch = fit_epochs(proxy, data, cfg.train.epochs, cfg.train.early_stopping_patience,
-                                        cfg.seed)
-    # fit_epochs restored the best-val weights into the real network through the proxy.
+    network, history, best_epoch = fit_epochs(network, data, cfg.train.epochs, cfg.train.early_stopping_patience,
+                                              cfg.seed, callbacks=[clock])
     correct = 0
     for ids, labels in test_ds:
         correct += int(np.sum(network(ids, training=False).numpy().argmax(-1) == labels.numpy()))

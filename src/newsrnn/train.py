@@ -188,6 +188,7 @@ def fit_epochs(
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     checkpoint_dir: Path | None = None,
     fingerprint: str = "",
+    callbacks: list[Any] | None = None,
 ) -> tuple[Any, list[dict[str, float]], int]:
     """Train epoch by epoch with early stopping on val accuracy; resume from ``checkpoint_dir``.
 
@@ -221,7 +222,7 @@ def fit_epochs(
         keras.utils.set_random_seed(seed + 1000 * epoch)
         t0 = time.perf_counter()
         fit = network.fit(data.train(epoch), epochs=1, verbose=0,
-                          callbacks=[keras.callbacks.TerminateOnNaN()])
+                          callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])])
         fit_s = time.perf_counter() - t0
         loss = float(fit.history["loss"][-1])
         # Chance-level cross-entropy is ln 4 ~ 1.39; a loss 100x that has diverged even if finite.

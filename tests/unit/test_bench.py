@@ -32,18 +32,6 @@ def test_notebook_batch_sizes() -> None:
     assert bench.notebook_batch_size("bilstm") == 16
 
 
-def test_fit_proxy_adds_callbacks_and_delegates() -> None:
-    class Model:
-        stop_training = False
-
-        def fit(self, *args: object, callbacks: list[object] | None = None, **kwargs: object) -> list[object]:
-            return list(callbacks or [])
-
-    proxy = bench._FitWithCallbacks(Model(), ["mine"])
-    assert proxy.fit("data", callbacks=["theirs"]) == ["theirs", "mine"]
-    assert proxy.stop_training is False
-
-
 def test_markdown_table_shows_missing_values() -> None:
     row = {"arch": "gru", "compared_to": "lstm", "notebook_epoch_s": 10.0, "notebook_samples_per_s": 100.0,
            "notebook_test_accuracy": 0.8, "newsrnn_epoch_s": 2.0, "newsrnn_samples_per_s": 500.0,
