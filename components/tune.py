@@ -26,7 +26,7 @@ def tune_plan(params_json: str, arch: str, prepared: Input[Dataset], workers: in
 
     from newsrnn.config import config_from_dict
     from newsrnn.train import prepared_data_sha
-    from newsrnn.tune import ENV_STORAGE, create_study, finished_count, split_quota, study_name
+    from newsrnn.tune import ENV_STORAGE, create_study, finished_count, seed_study, split_quota, study_name
 
     cfg = config_from_dict(json.loads(params_json))
     # The same study name `newsrnn tune` uses for this data, so both can share one storage.
@@ -38,7 +38,9 @@ def tune_plan(params_json: str, arch: str, prepared: Input[Dataset], workers: in
             raise ValueError(f"tune.n_trials is {cfg.tune.n_trials} but no shared Optuna storage is set: "
                              f"pass optuna_storage, put {ENV_STORAGE} in the Optuna secret, or set "
                              "tune.storage (an RDB URL every worker pod can reach)")
-        remaining = max(0, cfg.tune.n_trials - finished_count(create_study(cfg, name, url)))
+        study = create_study(cfg, name, url)
+        seed_study(study, cfg, arch)
+        remaining = max(0, cfg.tune.n_trials - finished_count(study))
         quotas = [q for q in split_quota(remaining, workers) if q > 0] or [0]
     print(f"tune_plan: {arch}: study {name}, quotas {quotas}")
     return [{"arch": arch, "study": name, "worker": i, "quota": q} for i, q in enumerate(quotas)]

@@ -110,6 +110,24 @@ def suggest(trial: Any, cfg: Config) -> dict[str, Any]:
     }
 
 
+def seed_study(study: Any, cfg: Config, arch_name: str) -> None:
+    """Make the architecture's own params the first trial of a new study.
+
+    Tuning then never picks something its own measure rates below the defaults. Values outside
+    the search space are left for the sampler to choose.
+    """
+    if study.get_trials(deepcopy=False):
+        return
+    arch, t = cfg.arch(arch_name), cfg.tune
+    own = {"batch_size": arch.batch_size or cfg.train.batch_size, "embed_dim": arch.embed_dim,
+           "units": arch.units, "learning_rate": arch.learning_rate or cfg.train.learning_rate,
+           "dropout": arch.dropout}
+    fixed = {k: v for k, v in own.items()
+             if (k in ("batch_size", "embed_dim", "units") and v in getattr(t, k))
+             or (k in ("learning_rate", "dropout") and getattr(t, k)[0] <= v <= getattr(t, k)[1])}
+    study.enqueue_trial(fixed, user_attrs={"defaults": True})
+
+
 def finished_count(study: Any) -> int:
     """Trials that count against the budget (all but WAITING/RUNNING ones)."""
     import optuna
@@ -313,6 +331,7 @@ def tune(cfg: Config, arch_name: str, workers: int = 1, storage: str | None = No
     url = resolve_storage(cfg, arch_name, storage, workers)
     name = study_name(cfg, arch_name, data_sha)
     study = create_study(cfg, name, url)
+    seed_study(study, cfg, arch_name)
     remaining = max(0, cfg.tune.n_trials - finished_count(study))
     quotas = [q for q in split_quota(remaining, workers) if q > 0]
     print(f"tune: {arch_name}: study {name} at {redact(url)}; {remaining} trial(s) to run "

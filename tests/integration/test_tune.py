@@ -37,6 +37,10 @@ def test_tiny_study_feeds_training_and_logs_runs(prepared: dict[str, Path]) -> N
     assert set(tuned["params"]) == {"batch_size", "embed_dim", "units", "learning_rate", "dropout"}
     assert tuned["params"]["embed_dim"] in (8, 16) and tuned == result | {"storage": tuned["storage"]}
     assert (root / "tuned" / "plots" / "optimization_history.png").exists()
+    # The architecture's own params are always trial 0, so tuning can only match or beat them.
+    trial0 = optuna.load_study(study_name=tuned["study"], storage=f"sqlite:///{root / 'optuna.db'}").trials[0]
+    assert trial0.user_attrs["defaults"] is True
+    assert trial0.params["units"] == cfg.arch("gru").units and trial0.params["batch_size"] == 32
 
     from mlflow import MlflowClient
 

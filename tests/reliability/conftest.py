@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from rel_support import Trained, postgres_url, small_params, write_corpus, write_params
+from rel_support import TRAIN_DEFAULTS, Trained, postgres_url, small_params, write_corpus, write_params
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +15,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     root = tmp_path_factory.mktemp("trained")
     corpus = write_corpus(root / "corpus", n_train=400, n_test=120)
     overrides = {"data.sources": ["local"], "data.local_dir": str(corpus), "models": ["rnn_title"],
-                 "mlflow.enabled": False, "mlflow.tracking_uri": "sqlite:///mlflow.db"}
+                 "mlflow.enabled": False, "mlflow.tracking_uri": "sqlite:///mlflow.db", **TRAIN_DEFAULTS}
     params = small_params(**overrides)
     proj = root / "project"
     proj.mkdir()

@@ -105,7 +105,11 @@ class Trained:
     def base_overrides(self) -> dict[str, object]:
         """The overrides every copy starts from (local source, one architecture, no MLflow)."""
         return {"data.sources": ["local"], "data.local_dir": str(self.corpus), "models": ["rnn_title"],
-                "mlflow.enabled": False, "mlflow.tracking_uri": "sqlite:///mlflow.db"}
+                "mlflow.enabled": False, "mlflow.tracking_uri": "sqlite:///mlflow.db", **TRAIN_DEFAULTS}
+
+
+# The architecture's own batch size / learning rate would override the train.* values tests set.
+TRAIN_DEFAULTS = {"architectures.rnn_title.batch_size": None, "architectures.rnn_title.learning_rate": None}
 
 
 LOG_MODEL = """

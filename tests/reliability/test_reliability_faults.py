@@ -18,6 +18,7 @@ import pytest
 import yaml
 from rel_support import (
     BIN,
+    TRAIN_DEFAULTS,
     base_env,
     free_port,
     make_project,
@@ -104,7 +105,7 @@ def test_case06_kill9_in_epoch2_resumes_bit_for_bit(trained, tmp_path: Path) -> 
 
 def _dvc_project(tmp_path: Path, corpus: Path, **overrides: object) -> Path:
     params = small_params(**{"data.sources": ["local"], "models": ["rnn_title"], "mlflow.enabled": False,
-                             **overrides})
+                             **TRAIN_DEFAULTS, **overrides})
     return make_project(tmp_path / "proj", params, corpus)
 
 
@@ -284,8 +285,11 @@ def test_case10_killed_worker_trial_retried_once_postgres(trained, tmp_path: Pat
     finally:
         stop_group(proc)
     try:
-        study = optuna.load_study(study_name=name, storage=storage)
-        (killed,) = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
+        study = optuna.load_study(study_name=name, storage=optuna.storages.RDBStorage(pg_url))
+        running = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
+        assert len(running) == 1, (f"expected the killed trial RUNNING in {name}; trials: "
+                                   f"{[(t.number, t.state.name) for t in study.get_trials()]}")
+        killed = running[0]
         time.sleep(GRACE_S + 2)  # heartbeat now stale
         again = run(newsrnn("tune", "rnn_title", "--storage", pg_url), proj, timeout=600)
         assert again.returncode == 0, again.stdout + again.stderr
