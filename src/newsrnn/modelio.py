@@ -101,6 +101,13 @@ class Predictor:
         self._net = tf.function(lambda ids: network(ids, training=False),
                                 input_signature=[tf.TensorSpec([None, None], tf.int64)],
                                 reduce_retracing=True)
+        # One text never needs padding: a single graph call from string to probabilities.
+        self._one = tf.function(lambda x: network(guard(vectorizer(x)), training=False),
+                                input_signature=[tf.TensorSpec([1], tf.string)])
+        # With a mask, right padding does not change a prediction, so length-sorted texts can
+        # share large batches; without one, only texts of equal token count may share a batch.
+        embedding = next((la for la in network.layers if la.__class__.__name__ == "Embedding"), None)
+        self.masked = bool(getattr(embedding, "mask_zero", False))
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], **kwargs: Any) -> Predictor:
@@ -125,14 +132,19 @@ class Predictor:
 
         # Same cleaning as prepare applied to the training text.
         clipped = [clean_text(t[: self.max_chars]) for t in texts]
+        if len(clipped) == 1:
+            return self._one(tf.constant(clipped)).numpy()
         ids = self._ids(tf.constant(clipped)).numpy()
         lengths = np.maximum((ids != 0).sum(axis=1), 1)
         probs = np.zeros((len(clipped), len(CLASS_NAMES)), dtype=np.float32)
-        for length in np.unique(lengths):
-            rows = np.flatnonzero(lengths == length)
-            for start in range(0, len(rows), 1024):
-                chunk = rows[start:start + 1024]
-                probs[chunk] = self._net(tf.constant(ids[chunk, :length])).numpy()
+        if self.masked:
+            groups = [np.argsort(lengths, kind="stable")]
+        else:
+            groups = [np.flatnonzero(lengths == n) for n in np.unique(lengths)]
+        for rows in groups:
+            for start in range(0, len(rows), 256):
+                chunk = rows[start:start + 256]
+                probs[chunk] = self._net(tf.constant(ids[chunk, : lengths[chunk].max()])).numpy()
         return probs
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
