@@ -36,7 +36,7 @@ def quick(trial: Any) -> float:
 if __name__ == "__main__":
     # python tune_helpers.py <storage_url> <study_name> <objective> <quota>
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
-    from conftest import small_params
+    from support import small_params
 
     from newsrnn.config import config_from_dict
     from newsrnn.tune import run_worker

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_project, small_params
+from support import make_project, small_params
 
 ARCHS = ["rnn_title", "rnn", "lstm", "bilstm", "gru"]
 

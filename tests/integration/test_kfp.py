@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, small_params
+from support import ROOT, small_params
 from synthetic import write_corpus
 
 PACKAGE = ROOT / "pipelines" / "newsrnn_pipeline.yaml"

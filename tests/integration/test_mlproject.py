@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import ROOT, small_params
+from support import ROOT, small_params
 
 
 def test_mlflow_run_entry_points(tmp_path: Path, corpus_dir: Path) -> None:

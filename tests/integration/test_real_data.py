@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import small_params
+from support import small_params
 
 from newsrnn.config import config_from_dict
 

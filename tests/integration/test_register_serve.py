@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import small_params
+from support import small_params
 
 from newsrnn.config import config_from_dict
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import postgres_url, small_params
+from support import postgres_url, small_params
 
 from newsrnn.config import config_from_dict
 from newsrnn.tune import create_study, finalize, run_worker, tune

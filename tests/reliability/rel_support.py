@@ -4,7 +4,6 @@ tiny project, and reach the root test helpers (synthetic corpus, small params, D
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import signal
@@ -24,19 +23,9 @@ ROOT = TESTS.parent
 BIN = Path(sys.executable).parent
 
 
-def _root_conftest():
-    """tests/conftest.py under its own name (``conftest`` in sys.modules is whichever loaded last)."""
-    spec = importlib.util.spec_from_file_location("newsrnn_tests_root_conftest", TESTS / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_ROOT = _root_conftest()
-small_params = _ROOT.small_params
-make_project = _ROOT.make_project
-postgres_url = _ROOT.postgres_url
-write_corpus = _ROOT.write_corpus
+sys.path.insert(0, str(TESTS))
+from support import make_project, postgres_url, small_params  # noqa: E402,F401
+from synthetic import write_corpus  # noqa: E402,F401
 
 
 def base_env(**extra: str) -> dict[str, str]:

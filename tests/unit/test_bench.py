@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import small_params
+from support import small_params
 from synthetic import write_corpus
 
 from newsrnn import bench

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import small_params
+from support import small_params
 
 SUBCOMMANDS = ["fetch", "prepare", "vectorize", "tune", "train", "evaluate", "register", "predict", "bench",
                "kfp", "server"]

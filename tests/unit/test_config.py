@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, small_params
+from support import ROOT, small_params
 
 from newsrnn.config import ConfigError, config_from_dict, load_config
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import small_params
+from support import small_params
 from synthetic import write_corpus
 
 from newsrnn.config import config_from_dict

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from support import ROOT
 
 from newsrnn.config import load_config
 from newsrnn.vectorize import ArtifactError
