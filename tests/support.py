@@ -19,6 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # .ci/run exports NEWSRNN_DATA_DIR when the real corpus is present; tests read it from here only
 # (the variable itself is removed for every test, so fetch never picks it up by accident).
 REAL_DATA = Path(os.environ.get("NEWSRNN_DATA_DIR") or ROOT.parent / "shared" / "data" / "ag_news_csv")
+# Read once, then removed for the whole session (session- and module-scoped fixtures included):
+# a test must never fetch the real corpus, log to the caller's server or join its Optuna study
+# by accident. Tests that want the real corpus use REAL_DATA explicitly.
+for _var in ("NEWSRNN_DATA_DIR", "MLFLOW_TRACKING_URI", "NEWSRNN_OPTUNA_STORAGE"):
+    os.environ.pop(_var, None)
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
