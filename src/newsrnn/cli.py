@@ -168,13 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p)
     p = add("kfp", cmd_kfp, "Kubeflow: compile, run-local, submit.")
     ksub = p.add_subparsers(dest="kfp_command", required=True, metavar="ACTION")
-    k = ksub.add_parser("compile", help="write pipelines/newsrnn_pipeline.yaml")
+
+    def kfp_action(name: str, help_: str) -> argparse.ArgumentParser:
+        k = ksub.add_parser(name, help=help_, description=help_)
+        # Also accepted after the action; SUPPRESS keeps `kfp --params X ACTION` working too.
+        k.add_argument("--params", default=argparse.SUPPRESS, help="params file (default: params.yaml)")
+        return k
+
+    k = kfp_action("compile", "write pipelines/newsrnn_pipeline.yaml")
     k.add_argument("--out", default="pipelines/newsrnn_pipeline.yaml")
-    k = ksub.add_parser("run-local", help="run the whole pipeline with kfp's local SubprocessRunner")
+    k = kfp_action("run-local", "run the whole pipeline with kfp's local SubprocessRunner")
     k.add_argument("--pipeline-root", default="kfp_local")
     k.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
                    help="pipeline parameter override (repeatable)")
-    k = ksub.add_parser("submit", help="submit the compiled pipeline to a Kubeflow endpoint")
+    k = kfp_action("submit", "submit the compiled pipeline to a Kubeflow endpoint")
     k.add_argument("--host", required=True)
     k.add_argument("--package", default="pipelines/newsrnn_pipeline.yaml")
     k.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
