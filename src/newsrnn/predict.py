@@ -23,9 +23,10 @@ def load_predictor(model: str | None, cfg: Config | None) -> Any:
     uri = model or f"models:/{cfg.mlflow.registered_model}@champion"
     import mlflow
 
+    from newsrnn.tracking import use_tracking_uri
     from newsrnn.vectorize import ArtifactError
 
-    mlflow.set_tracking_uri(cfg.tracking_uri())
+    use_tracking_uri(cfg.tracking_uri())
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except Exception as exc:

@@ -34,7 +34,7 @@ def register(cfg: Config, candidates: list[tuple[str | Path, str | Path]] | None
     import mlflow
     from mlflow import MlflowClient
 
-    from newsrnn.tracking import git_commit
+    from newsrnn.tracking import git_commit, use_tracking_uri
 
     if candidates is None:
         candidates = [(f"metrics/{a}.json", f"artifacts/models/{a}") for a in cfg.models]
@@ -49,7 +49,7 @@ def register(cfg: Config, candidates: list[tuple[str | Path, str | Path]] | None
     best = pick_champion(metrics)
     name = cfg.mlflow.registered_model
     uri = cfg.tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    use_tracking_uri(uri)
     client = MlflowClient(uri)
     sha = best["model_sha256"]
     data_sha = json.loads((Path(best["_model_dir"]) / "train.json").read_text()).get("data_sha256", "unknown")

@@ -32,6 +32,23 @@ def git_commit(cwd: str | Path = ".") -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+def use_tracking_uri(uri: str) -> None:
+    """Point MLflow's fluent API at ``uri`` without touching ``MLFLOW_TRACKING_URI``.
+
+    ``mlflow.set_tracking_uri`` also exports the URI as ``MLFLOW_TRACKING_URI``; since that
+    variable overrides ``mlflow.tracking_uri`` in params, a second stage run in the same process
+    with other params would otherwise log to the first one's store.
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dict -> {"a.b": value}; secret-looking keys are dropped, never logged."""
     out: dict[str, Any] = {}
@@ -74,7 +91,7 @@ class Tracker:
             import mlflow
 
             self._mlflow = mlflow
-            mlflow.set_tracking_uri(self.tracking_uri)
+            use_tracking_uri(self.tracking_uri)
             if run_id is None:
                 mlflow.set_experiment(self.experiment)
             kwargs: dict[str, Any] = {"run_id": run_id} if run_id else {"run_name": run_name}

@@ -64,3 +64,14 @@ def test_missing_inputs_say_which_stage_to_run(tmp_path: Path) -> None:
     assert out.returncode == 2 and "run `newsrnn fetch` first" in out.stderr
     out = _newsrnn("predict", "--model", str(tmp_path / "model.h5"), "hello", cwd=tmp_path)
     assert out.returncode == 2 and "only .keras model files are accepted" in out.stderr
+
+
+def test_tracking_uri_does_not_leak_into_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two stages in one process with different params must not share a store through the env."""
+    from newsrnn.tracking import Tracker
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    t = Tracker(f"sqlite:///{tmp_path / 'a.db'}", "exp")
+    assert t.start("run") is not None
+    t.end()
+    assert "MLFLOW_TRACKING_URI" not in os.environ
