@@ -152,7 +152,9 @@ class Datasets:
                 yield x, labels[idx]
 
         spec = (tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None], tf.int64))
-        return tf.data.Dataset.from_generator(generate, output_signature=spec).prefetch(4)
+        ds = tf.data.Dataset.from_generator(generate, output_signature=spec)
+        # A known length lets Keras count steps (and not warn that the input "ran out").
+        return ds.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(4)
 
     def train(self, epoch: int) -> Any:
         """The training batches of one epoch; the order depends only on (seed, epoch)."""
@@ -221,7 +223,7 @@ def fit_epochs(
             break
         keras.utils.set_random_seed(seed + 1000 * epoch)
         t0 = time.perf_counter()
-        fit = network.fit(data.train(epoch), epochs=1, verbose=0,
+        fit = network.fit(data.train(epoch), epochs=1, verbose=0, shuffle=False,
                           callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])])
         fit_s = time.perf_counter() - t0
         loss = float(fit.history["loss"][-1])

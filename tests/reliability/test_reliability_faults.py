@@ -123,7 +123,10 @@ def test_case07_sigint_during_dvc_repro_keeps_lock_clean(tmp_path: Path) -> None
     """Ctrl-C (SIGINT to the process group) while train runs under ``dvc repro``: dvc.lock has no entry
     for train, no model is left; the next ``dvc repro`` completes and records it."""
     corpus = write_corpus(tmp_path / "csv", 400, 120)
-    proj = _dvc_project(tmp_path, corpus, **{**RESUME, "train.deterministic": False})
+    # Many short epochs: training must still be running when the first checkpoint appears, however
+    # fast the machine (three epochs of this tiny corpus can finish before the signal lands).
+    proj = _dvc_project(tmp_path, corpus, **{**RESUME, "train.deterministic": False, "train.epochs": 40,
+                                             "train.early_stopping_patience": 100})
     env = _dvc_env(corpus)
     proc = _popen([str(BIN / "dvc"), "repro", "train@rnn_title"], proj, env)
     try:
