@@ -51,9 +51,16 @@ def _state_epoch(project: Path) -> int | None:
         return None
 
 
+def _default_sigint() -> None:
+    # A runner started in the background (`cmd &` without job control) ignores SIGINT, and the
+    # children inherit that; Ctrl-C must reach dvc and newsrnn as it does in a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _popen(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=cwd, env=env or base_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
 
 
 RESUME = {"train.epochs": 3, "train.deterministic": True, "train.early_stopping_patience": 10,
