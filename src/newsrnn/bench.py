@@ -284,7 +284,7 @@ def run_newsrnn(cfg: Any, arch_name: str, work: Path, target: float | None, eval
     setup_s = time.perf_counter() - t_setup
     lr = learning_rate_of(arch, cfg.train)
     network = build_network(arch, vec_config["vocab_size"], name=f"{arch_name}_network")
-    compile_network(network, lr)
+    compile_network(network, lr, train_cfg=cfg.train, total_steps=data.steps_per_epoch() * cfg.train.epochs)
     test_ds = test_batches(vectorizer, max_length, texts_of(test_df, arch), test_df["label"].to_numpy())
     steps = max(1, -(-len(train_df) // data.batch_size))
     every = max(1, int(steps * eval_fraction))

@@ -60,7 +60,14 @@ class ArchConfig:
     bidirectional: bool = False
     mask_zero: bool = True
     dropout: float = 0.0
-    pooling: Literal["last", "max", "mean"] = "last"
+    # Features read from the recurrent outputs: the last state (the notebook's), or max / mean /
+    # both (max_mean, concatenated) over the unmasked time steps.
+    pooling: Literal["last", "max", "mean", "max_mean"] = "last"
+    embed_dropout: float = 0.0          # drops whole embedding channels (SpatialDropout1D)
+    # > 0: a fastText-style side branch; hashed word bigrams (and the words) are embedded in
+    # ngram_dim dimensions, averaged, and concatenated with the recurrent features.
+    ngram_buckets: int = 0
+    ngram_dim: int = 32
     batch_size: int | None = None
     learning_rate: float | None = None
 
@@ -79,6 +86,9 @@ class TrainConfig:
     deterministic: bool = False
     mixed_precision: bool = False
     xla: bool = False
+    # constant, or cosine: decay from the learning rate to 5% of it over all epochs' steps.
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    weight_decay: float = 0.0           # > 0: AdamW with this decoupled decay
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,7 @@ _CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "train.learning_rate": (lambda v: v > 0, "a number > 0"),
     "train.early_stopping_patience": (lambda v: v >= 0, "an integer >= 0"),
+    "train.weight_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "tune.n_trials": (lambda v: v >= 0, "an integer >= 0"),
     "tune.epochs_per_trial": (lambda v: v >= 1, "an integer >= 1"),
     "kfp.tune_workers": (lambda v: v >= 1, "an integer >= 1"),
@@ -171,6 +182,9 @@ _ARCH_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "units": (lambda v: v >= 1, "an integer >= 1"),
     "layers": (lambda v: v >= 1, "an integer >= 1"),
     "dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "embed_dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "ngram_buckets": (lambda v: v >= 0, "an integer >= 0 (0 = no n-gram branch)"),
+    "ngram_dim": (lambda v: v >= 1, "an integer >= 1"),
     "batch_size": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "learning_rate": (lambda v: v is None or v > 0, "null or a number > 0"),
 }

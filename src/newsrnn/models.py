@@ -54,7 +54,58 @@ def _layers() -> Any:
         first = tf.where(first == 0, tf.constant(OOV_ID, tf.int64), first)
         return tf.concat([first, ids[..., 1:]], axis=-1)
 
-    return GuardIds, guard_ids
+    @keras.saving.register_keras_serializable(package="newsrnn")
+    class NgramIds(keras.layers.Layer):
+        """Token ids (batch, T) -> word and hashed word-bigram ids (batch, 2T - 1), 0 = none.
+
+        Words keep their ids (< vocab_size); the bigram of ids (a, b) becomes
+        ``vocab_size + (a * 1000003 + b) mod buckets``. A bigram touching padding is 0, so with a
+        masked average on top, right padding changes nothing.
+        """
+
+        def __init__(self, vocab_size: int = 1, buckets: int = 1, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.vocab_size = vocab_size
+            self.buckets = buckets
+
+        def call(self, ids: Any) -> Any:
+            ids = tf.cast(ids, tf.int64)
+            left, right = ids[:, :-1], ids[:, 1:]
+            hashed = self.vocab_size + tf.math.floormod(left * 1000003 + right, self.buckets)
+            bigrams = tf.where((left > 0) & (right > 0), hashed, tf.zeros_like(hashed))
+            return tf.concat([ids, bigrams], axis=1)
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            t = input_shape[1]
+            return (input_shape[0], None if t is None else max(1, 2 * t - 1))
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "vocab_size": self.vocab_size, "buckets": self.buckets}
+
+    @keras.saving.register_keras_serializable(package="newsrnn")
+    class MaskedMax(keras.layers.Layer):
+        """Max over time of the unmasked steps only.
+
+        GlobalMaxPooling1D ignores the mask: a backward RNN emits zeros at right-padded steps,
+        so padding would change the max. Here padded steps never count.
+        """
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def call(self, x: Any, mask: Any = None) -> Any:
+            if mask is not None:
+                x = tf.where(tf.cast(mask, tf.bool)[:, :, None], x, tf.cast(-1e9, x.dtype))
+            return tf.reduce_max(x, axis=1)
+
+        def compute_mask(self, x: Any, mask: Any = None) -> Any:
+            return None
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            return (input_shape[0], input_shape[2])
+
+    return GuardIds, guard_ids, NgramIds, MaskedMax
 
 
 def guard_ids(ids: Any, max_length: int | None) -> Any:
@@ -76,6 +127,8 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network") -> A
     inputs = keras.Input(shape=(None,), dtype="int64", name="token_ids")
     x = keras.layers.Embedding(vocab_size, arch.embed_dim, mask_zero=arch.mask_zero,
                                name="embedding")(inputs)
+    if arch.embed_dropout > 0:
+        x = keras.layers.SpatialDropout1D(arch.embed_dropout, name="embed_dropout")(x)
     for i in range(arch.layers):
         last = i == arch.layers - 1
         layer = cell_cls(arch.units, return_sequences=not last or arch.pooling != "last",
@@ -83,10 +136,19 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network") -> A
         if arch.bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"bi_{arch.cell}_{i}")
         x = layer(x)
-    if arch.pooling == "max":
-        x = keras.layers.GlobalMaxPooling1D(name="max_pool")(x)
+    if arch.pooling in ("max", "max_mean"):
+        pooled = [_layers()[3](name="max_pool")(x)]
+        if arch.pooling == "max_mean":
+            pooled.append(keras.layers.GlobalAveragePooling1D(name="mean_pool")(x))
+        x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="pooled")(pooled)
     elif arch.pooling == "mean":
         x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)
+    if arch.ngram_buckets > 0:
+        ngram_ids = _layers()[2](vocab_size, arch.ngram_buckets, name="ngram_ids")(inputs)
+        bag = keras.layers.Embedding(vocab_size + arch.ngram_buckets, arch.ngram_dim, mask_zero=True,
+                                     name="ngram_embedding")(ngram_ids)
+        bag = keras.layers.GlobalAveragePooling1D(name="ngram_mean")(bag)
+        x = keras.layers.Concatenate(name="features")([x, bag])
     if arch.dropout > 0:
         x = keras.layers.Dropout(arch.dropout, name="dropout")(x)
     # float32 output keeps softmax stable under a mixed_float16 policy.

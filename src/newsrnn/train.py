@@ -105,7 +105,6 @@ class Datasets:
         self.seed = seed
         self.batch_size = batch_size_of(arch, train_cfg)
         self.max_length = max_length
-        self.n_train = len(train_df)
         self.bounds = np.array(bucket_boundaries(max_length))
 
         def encode(df: Any) -> tuple[Any, Any, Any]:
@@ -137,6 +136,11 @@ class Datasets:
         if rng is not None:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
+
+    def steps_per_epoch(self) -> int:
+        """Training batches per epoch (bucketing leaves a few part-filled batches)."""
+        n = len(self.batch_indices(self._train[1], self.batch_size, self.seed))
+        return min(n, self.train_cfg.max_steps_per_epoch or n)
 
     def _dataset(self, data: tuple[Any, Any, Any], batches: list[Any]) -> Any:
         import numpy as np
@@ -173,12 +177,26 @@ class Datasets:
         return self._dataset(self._val, self.batch_indices(self._val[1], max(256, self.batch_size), None))
 
 
-def compile_network(network: Any, learning_rate: float, xla: bool = False) -> None:
-    """Adam + sparse categorical cross-entropy, accuracy metric; XLA only where asked (GPU)."""
+def compile_network(network: Any, learning_rate: float, xla: bool = False,
+                    train_cfg: TrainConfig | None = None, total_steps: int | None = None) -> None:
+    """Adam (AdamW with ``train.weight_decay``) + sparse categorical cross-entropy, accuracy.
+
+    ``train.lr_schedule: cosine`` decays the rate to 5% over ``total_steps`` (all epochs). XLA
+    only where asked (GPU).
+    """
     import keras
 
-    network.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                    loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=xla)
+    rate: Any = learning_rate
+    if train_cfg is not None and train_cfg.lr_schedule == "cosine":
+        if not total_steps:
+            raise ValueError("train.lr_schedule cosine needs the number of training steps")
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps, alpha=0.05)
+    if train_cfg is not None and train_cfg.weight_decay > 0:
+        optimizer = keras.optimizers.AdamW(rate, weight_decay=train_cfg.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(rate)
+    network.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                    jit_compile=xla)
 
 
 def fit_epochs(
@@ -350,7 +368,8 @@ def train(
 
     with strategy.scope():
         network = build_network(arch, vec_config["vocab_size"], name=f"{arch_name}_network")
-        compile_network(network, lr, xla=cfg.train.xla and gpu_count() > 0)
+        compile_network(network, lr, xla=cfg.train.xla and gpu_count() > 0, train_cfg=cfg.train,
+                        total_steps=data.steps_per_epoch() * cfg.train.epochs)
 
     def log_epoch(epoch: int, row: dict[str, float]) -> None:
         tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)

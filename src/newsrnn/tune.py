@@ -172,7 +172,8 @@ class Objective:
         gc.collect()
         self.data.batch_size = params["batch_size"]
         network = build_network(arch, self.vec_config["vocab_size"])
-        compile_network(network, params["learning_rate"])
+        compile_network(network, params["learning_rate"], train_cfg=self.cfg.train,
+                        total_steps=self.data.steps_per_epoch() * self.cfg.tune.epochs_per_trial)
         epochs_run = []
 
         def report(epoch: int, row: dict[str, float]) -> None:

@@ -30,6 +30,11 @@ def test_repo_params_load() -> None:
         ({"architectures.lstm.units": 2.5}, "architectures.lstm.units: expected an integer, got 2.5"),
         ({"architectures.lstm.mask_zero": "yes"}, "architectures.lstm.mask_zero: expected true/false"),
         ({"data.max_train_rows": 0}, "data.max_train_rows: expected null or an integer >= 8"),
+        ({"architectures.gru.ngram_buckets": -1}, "architectures.gru.ngram_buckets: expected an integer >= 0"),
+        ({"architectures.gru.pooling": "min"}, "architectures.gru.pooling: expected one of 'last', 'max', 'mean'"),
+        ({"architectures.gru.embed_dropout": 1.0}, "architectures.gru.embed_dropout: expected a number in [0, 1)"),
+        ({"train.lr_schedule": "step"}, "train.lr_schedule: expected one of 'constant', 'cosine'"),
+        ({"train.weight_decay": -0.1}, "train.weight_decay: expected a number in [0, 1)"),
     ],
 )
 def test_bad_values_name_the_key(override: dict, message: str) -> None:

@@ -147,3 +147,78 @@ def test_gpu_only_options_stay_off_on_cpu() -> None:
     strategy = setup_runtime(1, mixed_precision=True)
     assert keras.mixed_precision.global_policy().name == "float32"
     assert strategy.num_replicas_in_sync == 1
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        {"cell": "lstm", "layers": 2, "bidirectional": True, "pooling": "max"},
+        {"cell": "lstm", "layers": 2, "bidirectional": True, "pooling": "max_mean", "ngram_buckets": 97},
+        {"cell": "gru", "pooling": "mean", "ngram_buckets": 13, "embed_dropout": 0.3},
+        {"cell": "simple_rnn", "pooling": "last", "ngram_buckets": 13},
+    ],
+)
+def test_masked_networks_ignore_right_padding(arch: dict) -> None:
+    """Batches and the predictor pad texts to a common length: with a mask, that changes nothing.
+
+    (Keras' GlobalMaxPooling1D would fail this for a bidirectional RNN: its backward half emits
+    zeros at padded steps.)
+    """
+    from newsrnn.config import ArchConfig
+    from newsrnn.models import build_network
+
+    net = build_network(ArchConfig(embed_dim=6, units=5, mask_zero=True, **arch), 40)
+    ids = np.array([[3, 17, 5, 29, 8, 0, 0, 0, 0]], dtype=np.int64)
+    short = net(ids[:, :5], training=False).numpy()
+    padded = net(ids, training=False).numpy()
+    np.testing.assert_allclose(short, padded, rtol=1e-6, atol=1e-7)
+
+
+def test_ngram_ids_hash_bigrams_and_skip_padding() -> None:
+    from newsrnn.models import _layers
+
+    layer = _layers()[2](vocab_size=10, buckets=7)
+    out = layer(tf.constant([[2, 3, 4, 0], [5, 0, 0, 0]], tf.int64)).numpy()
+    assert out.shape == (2, 7)
+    np.testing.assert_array_equal(out[:, :4], [[2, 3, 4, 0], [5, 0, 0, 0]])  # the words themselves
+    assert out[0, 4] == 10 + (2 * 1000003 + 3) % 7 and out[0, 5] == 10 + (3 * 1000003 + 4) % 7
+    assert out[0, 6] == 0 and (out[1, 4:] == 0).all()  # a bigram touching padding is "none"
+    assert out.max() < 10 + 7
+
+
+def test_ngram_branch_adds_its_table_and_survives_save_load(tmp_path: Path) -> None:
+    import keras
+
+    from newsrnn.config import ArchConfig
+    from newsrnn.models import build_network
+
+    base = build_network(ArchConfig(cell="gru", embed_dim=4, units=3), 50)
+    net = build_network(ArchConfig(cell="gru", embed_dim=4, units=3, ngram_buckets=100, ngram_dim=5), 50)
+    # (50 + 100) x 5 table, and the output layer reads 5 more features.
+    assert net.count_params() - base.count_params() == 150 * 5 + 5 * 4
+    ids = np.array([[4, 9, 2, 0]], dtype=np.int64)
+    net.save(tmp_path / "n.keras")
+    again = keras.saving.load_model(tmp_path / "n.keras", safe_mode=True)
+    np.testing.assert_allclose(again(ids).numpy(), net(ids).numpy(), rtol=1e-6)
+
+
+def test_cosine_schedule_and_weight_decay_reach_the_optimizer() -> None:
+    import keras
+
+    from newsrnn.config import ArchConfig, TrainConfig
+    from newsrnn.models import build_network
+    from newsrnn.train import compile_network
+
+    net = build_network(ArchConfig(cell="gru", embed_dim=4, units=3), 20)
+    compile_network(net, 0.01, train_cfg=TrainConfig(lr_schedule="cosine", weight_decay=0.01), total_steps=10)
+    opt = net.optimizer
+    assert isinstance(opt, keras.optimizers.AdamW) and opt.weight_decay == pytest.approx(0.01)
+    assert float(opt.learning_rate) == pytest.approx(0.01)
+    opt.iterations.assign(5)
+    assert float(opt.learning_rate) == pytest.approx(0.01 * (0.05 + 0.95 * 0.5), rel=1e-4)
+    opt.iterations.assign(10)
+    assert float(opt.learning_rate) == pytest.approx(0.0005, rel=1e-4)
+    with pytest.raises(ValueError, match="number of training steps"):
+        compile_network(net, 0.01, train_cfg=TrainConfig(lr_schedule="cosine"))
+    compile_network(net, 0.01, train_cfg=TrainConfig())
+    assert type(net.optimizer) is keras.optimizers.Adam
