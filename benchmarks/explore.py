@@ -59,7 +59,8 @@ def main() -> None:
         params = with_overrides(base, item.get("overrides", {}))
         config_from_dict(params)  # validate before spending minutes on it
         vec = params["vectorizer"]
-        work = Path(args.work) / f"tok{vec['max_tokens']}_len{vec['max_length']}"
+        pre = f"_pt{vec['pretrain_dim']}" if vec.get("pretrain_dim") else ""
+        work = Path(args.work) / f"tok{vec['max_tokens']}_len{vec['max_length']}{pre}"
         if not (work / "vectorizer" / "config.json").exists():
             work.mkdir(parents=True, exist_ok=True)
             _child("prepare", {"params": params, "data_dir": str(Path(args.data_dir).resolve()),

@@ -270,7 +270,7 @@ def run_newsrnn(cfg: Any, arch_name: str, work: Path, target: float | None, eval
 
     from newsrnn.models import build_network, build_text_model
     from newsrnn.train import Datasets, compile_network, fit_epochs, learning_rate_of, load_splits, texts_of
-    from newsrnn.vectorize import build_vectorizer
+    from newsrnn.vectorize import build_vectorizer, initial_embeddings
 
     arch = cfg.arch(arch_name)
     if arch_overrides:
@@ -283,7 +283,8 @@ def run_newsrnn(cfg: Any, arch_name: str, work: Path, target: float | None, eval
     # Counted as training time: a pipeline that vectorizes up front must not hide that cost.
     setup_s = time.perf_counter() - t_setup
     lr = learning_rate_of(arch, cfg.train)
-    network = build_network(arch, vec_config["vocab_size"], name=f"{arch_name}_network")
+    network = build_network(arch, vec_config["vocab_size"], name=f"{arch_name}_network",
+                            embeddings=initial_embeddings(arch, work / "vectorizer"))
     compile_network(network, lr, train_cfg=cfg.train, total_steps=data.steps_per_epoch() * cfg.train.epochs)
     test_ds = test_batches(vectorizer, max_length, texts_of(test_df, arch), test_df["label"].to_numpy())
     steps = max(1, -(-len(train_df) // data.batch_size))

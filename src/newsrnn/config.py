@@ -46,6 +46,11 @@ class VectorizerConfig:
     max_length: int | None = 128
     adapt_fields: tuple[Literal["title", "description"], ...] = ("title", "description")
     adapt_rows: int | None = None
+    # > 0: also pre-train word vectors of this size on the training text (PPMI + SVD, the
+    # word2vec objective solved directly; see embeddings.py). Architectures opt in with
+    # pretrained_embeddings: true and take the leading embed_dim components.
+    pretrain_dim: int = 0
+    pretrain_window: int = 5
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class ArchConfig:
     # ngram_dim dimensions, averaged, and concatenated with the recurrent features.
     ngram_buckets: int = 0
     ngram_dim: int = 32
+    pretrained_embeddings: bool = False  # start from the vectorizer's pre-trained word vectors
     batch_size: int | None = None
     learning_rate: float | None = None
 
@@ -168,6 +174,8 @@ _CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "vectorizer.max_tokens": (lambda v: v >= 3, "an integer >= 3"),
     "vectorizer.max_length": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "vectorizer.adapt_rows": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "vectorizer.pretrain_dim": (lambda v: v >= 0, "an integer >= 0 (0 = no pre-trained vectors)"),
+    "vectorizer.pretrain_window": (lambda v: v >= 1, "an integer >= 1"),
     "train.epochs": (lambda v: v >= 1, "an integer >= 1"),
     "train.batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "train.learning_rate": (lambda v: v > 0, "a number > 0"),
@@ -317,6 +325,22 @@ def config_from_dict(raw: Any) -> Config:
         raise ConfigError(f"data.url_sha256: expected 64 hex characters, got {sha!r}")
     if not cfg.data.sources:
         raise ConfigError("data.sources: list at least one of local, tfds, url")
+    dim = cfg.vectorizer.pretrain_dim
+    if dim and dim >= cfg.vectorizer.max_tokens - 2:
+        raise ConfigError(f"vectorizer.pretrain_dim: {dim} must be below vectorizer.max_tokens - 2 "
+                          f"({cfg.vectorizer.max_tokens - 2})")
+    for name in cfg.models:
+        arch = cfg.architectures[name]
+        if not arch.pretrained_embeddings:
+            continue
+        if arch.embed_dim > dim:
+            raise ConfigError(f"architectures.{name}.embed_dim: {arch.embed_dim} is larger than "
+                              f"vectorizer.pretrain_dim ({dim}), which pretrained_embeddings needs; "
+                              "raise pretrain_dim or lower embed_dim")
+        if cfg.tune.n_trials > 0 and max(cfg.tune.embed_dim) > dim:
+            raise ConfigError(f"tune.embed_dim: {max(cfg.tune.embed_dim)} is larger than "
+                              f"vectorizer.pretrain_dim ({dim}), which architectures.{name} "
+                              "(pretrained_embeddings) needs")
     return cfg
 
 

@@ -118,15 +118,29 @@ def guard_layer(max_length: int | None) -> Any:
     return _layers()[0](max_length=max_length, name="guard_ids")
 
 
-def build_network(arch: ArchConfig, vocab_size: int, name: str = "network") -> Any:
-    """The trainable network: token ids (batch, time) -> class probabilities (batch, 4)."""
+def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embeddings: Any = None) -> Any:
+    """The trainable network: token ids (batch, time) -> class probabilities (batch, 4).
+
+    ``embeddings`` (vocab, >= embed_dim), required when ``arch.pretrained_embeddings``: the
+    embedding table starts from its leading ``embed_dim`` columns and keeps training.
+    """
     import keras
+
+    if arch.pretrained_embeddings:
+        if embeddings is None:
+            raise ValueError("pretrained_embeddings is set but no pre-trained vectors were given")
+        if embeddings.shape[0] != vocab_size or embeddings.shape[1] < arch.embed_dim:
+            raise ValueError(f"pre-trained vectors of shape {tuple(embeddings.shape)} do not fit a "
+                             f"vocabulary of {vocab_size} and embed_dim {arch.embed_dim}")
 
     cell_cls = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM,
                 "gru": keras.layers.GRU}[arch.cell]
     inputs = keras.Input(shape=(None,), dtype="int64", name="token_ids")
-    x = keras.layers.Embedding(vocab_size, arch.embed_dim, mask_zero=arch.mask_zero,
-                               name="embedding")(inputs)
+    embedding = keras.layers.Embedding(vocab_size, arch.embed_dim, mask_zero=arch.mask_zero, name="embedding")
+    x = embedding(inputs)
+    if arch.pretrained_embeddings:
+        # Set after building: a Constant initializer would copy the table into the model config.
+        embedding.set_weights([embeddings[:, : arch.embed_dim]])
     if arch.embed_dropout > 0:
         x = keras.layers.SpatialDropout1D(arch.embed_dropout, name="embed_dropout")(x)
     for i in range(arch.layers):

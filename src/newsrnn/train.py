@@ -328,7 +328,7 @@ def train(
     from newsrnn.modelio import save_text_model
     from newsrnn.models import build_network, build_text_model
     from newsrnn.tracking import Tracker, flatten, git_commit
-    from newsrnn.vectorize import build_vectorizer
+    from newsrnn.vectorize import build_vectorizer, initial_embeddings
 
     out_dir = Path(out_dir or f"artifacts/models/{arch_name}")
     ckpt = Path(checkpoint_dir or f"artifacts/checkpoints/{arch_name}")
@@ -367,7 +367,8 @@ def train(
                             "tuned": bool(tuned_path and Path(tuned_path).exists())})
 
     with strategy.scope():
-        network = build_network(arch, vec_config["vocab_size"], name=f"{arch_name}_network")
+        network = build_network(arch, vec_config["vocab_size"], name=f"{arch_name}_network",
+                                embeddings=initial_embeddings(arch, vec_dir))
         compile_network(network, lr, xla=cfg.train.xla and gpu_count() > 0, train_cfg=cfg.train,
                         total_steps=data.steps_per_epoch() * cfg.train.epochs)
 

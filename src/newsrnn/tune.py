@@ -148,7 +148,7 @@ class Objective:
 
         setup_runtime(cfg.seed)
         from newsrnn.train import Datasets, load_splits
-        from newsrnn.vectorize import build_vectorizer
+        from newsrnn.vectorize import build_vectorizer, initial_embeddings
 
         self.cfg = cfg
         self.arch_name = arch_name
@@ -156,6 +156,7 @@ class Objective:
         if cfg.tune.max_train_rows and len(train_df) > cfg.tune.max_train_rows:
             train_df = train_df.sample(n=cfg.tune.max_train_rows, random_state=cfg.seed)
         self.vectorizer, self.vec_config = build_vectorizer(vec_dir)
+        self.embeddings = initial_embeddings(cfg.arch(arch_name), vec_dir)
         self.data = Datasets(self.vectorizer, self.vec_config["max_length"], train_df, val_df,
                              cfg.arch(arch_name), cfg.train, cfg.seed)
 
@@ -171,7 +172,7 @@ class Objective:
         keras.backend.clear_session()
         gc.collect()
         self.data.batch_size = params["batch_size"]
-        network = build_network(arch, self.vec_config["vocab_size"])
+        network = build_network(arch, self.vec_config["vocab_size"], embeddings=self.embeddings)
         compile_network(network, params["learning_rate"], train_cfg=self.cfg.train,
                         total_steps=self.data.steps_per_epoch() * self.cfg.tune.epochs_per_trial)
         epochs_run = []

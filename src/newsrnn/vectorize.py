@@ -39,6 +39,7 @@ def training_text(df: Any, fields: tuple[str, ...]) -> Any:
 def vectorize(cfg: VectorizerConfig, prepared_dir: str | Path = "data/prepared",
               out_dir: str | Path = "artifacts/vectorizer") -> VectorizeResult:
     """Adapt the vocabulary on training text (all rows, or the first ``adapt_rows``)."""
+    import numpy as np
     import pandas as pd
 
     from newsrnn.runtime import quiet_tensorflow
@@ -64,10 +65,63 @@ def vectorize(cfg: VectorizerConfig, prepared_dir: str | Path = "data/prepared",
             "adapt_rows": cfg.adapt_rows,
             "standardize": "lower_and_strip_punctuation",
             "vocab_sha256": sha256_file(tmp / "vocab.txt"),
+            "pretrain_dim": cfg.pretrain_dim,
         }
+        if cfg.pretrain_dim:
+            vectors = pretrain(layer, training_text(train, cfg.adapt_fields), cfg)
+            np.save(tmp / "embeddings.npy", vectors, allow_pickle=False)
+            config["pretrain_window"] = cfg.pretrain_window
+            config["embeddings_sha256"] = sha256_file(tmp / "embeddings.npy")
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     print(f"vectorize: vocabulary of {len(vocab)} tokens -> {out_dir}")
     return VectorizeResult(len(vocab), str(out_dir))
+
+
+def pretrain(layer: Any, text: Any, cfg: VectorizerConfig) -> Any:
+    """Word vectors (vocab, pretrain_dim) from every training text (see embeddings.py)."""
+    import time
+
+    import tensorflow as tf
+
+    from newsrnn.embeddings import word_vectors
+
+    t0 = time.perf_counter()
+    texts = text.to_numpy(dtype=object).astype(str)
+    rows = []
+    for start in range(0, len(texts), 8192):
+        ids = layer(tf.constant(texts[start:start + 8192])).numpy()
+        rows.extend(r[r != 0] for r in ids)
+    vectors = word_vectors(rows, len(layer.get_vocabulary()), cfg.pretrain_dim, cfg.pretrain_window)
+    print(f"vectorize: pre-trained {vectors.shape[1]}-d word vectors on {len(rows)} texts "
+          f"in {time.perf_counter() - t0:.1f}s")
+    return vectors
+
+
+def load_embeddings(vec_dir: str | Path = "artifacts/vectorizer") -> Any:
+    """The pre-trained word vectors, verified against config.json."""
+    import numpy as np
+
+    _, config = load_vectorizer_spec(vec_dir)
+    path = Path(vec_dir) / "embeddings.npy"
+    if not config.get("pretrain_dim"):
+        raise ArtifactError(f"{vec_dir}: has no pre-trained word vectors; set vectorizer.pretrain_dim "
+                            "and re-run `newsrnn vectorize` (or turn pretrained_embeddings off)")
+    if not path.exists():
+        raise ArtifactError(f"{path}: not found; re-run `newsrnn vectorize`")
+    got = sha256_file(path)
+    if got != config.get("embeddings_sha256"):
+        raise ArtifactError(f"{path}: sha256 {got} does not match config.json; the file is truncated or "
+                            "altered, re-run `newsrnn vectorize`")
+    vectors = np.load(path, allow_pickle=False)
+    if vectors.shape != (config["vocab_size"], config["pretrain_dim"]):
+        raise ArtifactError(f"{path}: shape {vectors.shape}, expected "
+                            f"({config['vocab_size']}, {config['pretrain_dim']}); re-run `newsrnn vectorize`")
+    return vectors
+
+
+def initial_embeddings(arch: Any, vec_dir: str | Path = "artifacts/vectorizer") -> Any:
+    """The vectors an architecture starts from: pre-trained ones if it asks, else None."""
+    return load_embeddings(vec_dir) if arch.pretrained_embeddings else None
 
 
 def load_vectorizer_spec(vec_dir: str | Path = "artifacts/vectorizer") -> tuple[list[str], dict[str, Any]]:
