@@ -31,7 +31,9 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
         """Load and verify the Keras model (safe mode) once per server process."""
         from newsrnn.modelio import Predictor
 
-        self.predictor = Predictor.from_path(context.artifacts["model_dir"], max_batch=MAX_BATCH)
+        # A server lives long: compile the fast single-text path now, not on the first requests.
+        self.predictor = Predictor.from_path(context.artifacts["model_dir"], max_batch=MAX_BATCH, xla=True)
+        self.predictor.warmup()
 
     def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
         """DataFrame with a string column ``text`` -> DataFrame of label + 4 probabilities."""

@@ -222,3 +222,24 @@ def test_cosine_schedule_and_weight_decay_reach_the_optimizer() -> None:
         compile_network(net, 0.01, train_cfg=TrainConfig(lr_schedule="cosine"))
     compile_network(net, 0.01, train_cfg=TrainConfig())
     assert type(net.optimizer) is keras.optimizers.Adam
+
+
+@pytest.mark.parametrize("mask_zero", [True, False])
+def test_predictor_xla_path_gives_the_graph_path_answer(tmp_path: Path, mask_zero: bool) -> None:
+    from newsrnn.config import ArchConfig
+    from newsrnn.modelio import Predictor
+    from newsrnn.models import build_network, build_text_model
+    from newsrnn.vectorize import build_vectorizer
+
+    vec, config = build_vectorizer(_vectorizer_dir(tmp_path))  # max_length 4
+    arch = ArchConfig(cell="lstm", embed_dim=4, units=3, bidirectional=True, pooling="max", mask_zero=mask_zero)
+    model = build_text_model(vec, build_network(arch, config["vocab_size"]), config["max_length"])
+    plain, fast = Predictor(model), Predictor(model, xla=True)
+    assert fast.xla is mask_zero  # an unmasked network cannot be padded, so it keeps the graph path
+    assert [fast.xla_length(n) for n in (1, 3, 4)] == [4, 4, 4]  # capped at max_length
+    assert fast.warmup() >= 0
+    for text in ["oil", "oil market", "cup final oil market team", ""]:
+        np.testing.assert_allclose(fast.predict_proba([text]), plain.predict_proba([text]), rtol=1e-5, atol=1e-6)
+    long = Predictor(model, xla=True)
+    long.max_length = None
+    assert [long.xla_length(n) for n in (1, 17, 64, 100, 129, 300)] == [16, 32, 64, 128, 256, 384]
