@@ -69,7 +69,8 @@ def main() -> None:
         try:
             res = _child("newsrnn", {"arch": item["arch"], "params": params, "eval_fraction": 0.1,
                                      "target": NOTEBOOK_TARGETS[item["arch"]],
-                                     "spec_tag": item["name"]}, work)
+                                     "spec_tag": item["name"],
+                                     "model_out": str(Path(args.work) / "models" / item["name"])}, work)
         except Exception as exc:  # one bad configuration should not stop the sweep
             res = {"error": str(exc)[-800:]}
         row = {"name": item["name"], "arch": item["arch"], "overrides": item.get("overrides", {}),

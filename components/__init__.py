@@ -5,6 +5,7 @@ its pinned dependencies, kfp included), so nothing is pip-installed when a task 
 """
 
 from components.config import architectures
+from components.ensemble import ensemble
 from components.evaluate import evaluate
 from components.fetch import fetch
 from components.image import BASE_IMAGE
@@ -14,5 +15,5 @@ from components.train import train
 from components.tune import tune, tune_finalize, tune_plan
 from components.vectorize import vectorize
 
-__all__ = ["BASE_IMAGE", "architectures", "evaluate", "fetch", "prepare", "register", "train", "tune",
+__all__ = ["BASE_IMAGE", "architectures", "ensemble", "evaluate", "fetch", "prepare", "register", "train", "tune",
            "tune_finalize", "tune_plan", "vectorize"]

@@ -1,7 +1,7 @@
 """The newsrnn Kubeflow pipeline: wiring only, every step is a component from ``components/``.
 
 fetch -> prepare -> vectorize -> ParallelFor(arch): [tune_plan -> ParallelFor(worker): tune ->
-tune_finalize -> train -> evaluate] -> register(Collected).
+tune_finalize -> train -> evaluate] -> ensemble(Collected) -> register(Collected).
 
 Compile with ``newsrnn kfp compile`` (writes ``pipelines/newsrnn_pipeline.yaml``); the defaults of
 ``params_json`` and the ``kfp:`` parameters are filled in from params.yaml at that point.
@@ -11,6 +11,7 @@ from kfp import dsl, kubernetes
 
 from components import (
     architectures,
+    ensemble,
     evaluate,
     fetch,
     prepare,
@@ -128,8 +129,15 @@ def newsrnn_pipeline(
         kubernetes.use_secret_as_env(scored, secret_name=mlflow_secret, secret_key_to_env=MLFLOW_SECRET_KEYS,
                                      optional=True)
 
+    mean = ensemble(params_json=params_json, prepared=prepared.outputs["prepared"],
+                    models=dsl.Collected(model.outputs["model"]), mlflow_tracking_uri=mlflow_tracking_uri)
+    _resources(mean, DATA)
+    kubernetes.use_secret_as_env(mean, secret_name=mlflow_secret, secret_key_to_env=MLFLOW_SECRET_KEYS,
+                                 optional=True)
+
     champion = register(params_json=params_json, metrics=dsl.Collected(scored.outputs["metrics"]),
-                        models=dsl.Collected(model.outputs["model"]), mlflow_tracking_uri=mlflow_tracking_uri)
+                        models=dsl.Collected(model.outputs["model"]), ensemble_metrics=mean.outputs["metrics"],
+                        ensemble_model=mean.outputs["model"], mlflow_tracking_uri=mlflow_tracking_uri)
     # Registering only moves an alias; it must run every time, never come from the cache.
     _resources(champion, SMALL).set_caching_options(False)
     kubernetes.use_secret_as_env(champion, secret_name=mlflow_secret, secret_key_to_env=MLFLOW_SECRET_KEYS,

@@ -61,6 +61,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     evaluate(_cfg(args), args.arch)
 
 
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    from newsrnn.ensemble import run_stage
+
+    run_stage(_cfg(args))
+
+
 def cmd_register(args: argparse.Namespace) -> None:
     from newsrnn.register import register
 
@@ -122,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsrnn",
         description="Reproducible recurrent text classifiers on AG News: "
-                    "fetch -> prepare -> vectorize -> tune -> train -> evaluate -> register.",
+                    "fetch -> prepare -> vectorize -> tune -> train -> evaluate -> ensemble -> register.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -150,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuned", default=None, help="tuned params file (default: artifacts/tuned/<arch>.yaml)")
     p = add("evaluate", cmd_evaluate, "Score one architecture -> metrics/<arch>.json, plots/<arch>/.")
     p.add_argument("arch")
+    add("ensemble", cmd_ensemble, "Average the `ensemble` members' probabilities -> artifacts/ensemble/, "
+        "metrics/ensemble.json.")
     add("register", cmd_register, "Register the best architecture (by val accuracy) as @champion.")
     p = add("predict", cmd_predict, "Classify raw texts with the champion or a given model.")
     p.add_argument("texts", nargs="*", help="texts to classify (or use --file / stdin)")

@@ -144,6 +144,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     vectorizer: VectorizerConfig = field(default_factory=VectorizerConfig)
     models: tuple[str, ...] = KNOWN_ARCHS
+    ensemble: tuple[str, ...] = ()
     architectures: dict[str, ArchConfig] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
@@ -325,6 +326,17 @@ def config_from_dict(raw: Any) -> Config:
         raise ConfigError(f"data.url_sha256: expected 64 hex characters, got {sha!r}")
     if not cfg.data.sources:
         raise ConfigError("data.sources: list at least one of local, tfds, url")
+    for i, name in enumerate(cfg.ensemble):
+        if name not in cfg.models:
+            raise ConfigError(f"ensemble[{i}]: {name!r} is not in models, so it is never trained")
+    if len(set(cfg.ensemble)) != len(cfg.ensemble):
+        raise ConfigError("ensemble: a member is listed twice")
+    if len(cfg.ensemble) == 1:
+        raise ConfigError("ensemble: list at least two members (or none, to turn it off)")
+    texts = {cfg.architectures[n].text for n in cfg.ensemble}
+    if len(texts) > 1:
+        raise ConfigError(f"ensemble: members read different text fields ({', '.join(sorted(texts))}); "
+                          "an ensemble takes one text, so pick members with the same `text`")
     dim = cfg.vectorizer.pretrain_dim
     if dim and dim >= cfg.vectorizer.max_tokens - 2:
         raise ConfigError(f"vectorizer.pretrain_dim: {dim} must be below vectorizer.max_tokens - 2 "

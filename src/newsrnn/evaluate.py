@@ -66,6 +66,8 @@ def _history_png(history: list[dict[str, float]], path: Path, title: str) -> Non
 
     epochs = [r["epoch"] for r in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    if not history:  # an ensemble is not trained: no curves to draw
+        a1.text(0.5, 0.5, "no training history", ha="center")
     a1.plot(epochs, [r["loss"] for r in history], "o-", label="train")
     a1.plot(epochs, [r["val_loss"] for r in history], "o-", label="val")
     a1.set_title("loss")
@@ -102,7 +104,12 @@ def evaluate(
     summary = json.loads((model_dir / "train.json").read_text())
     history = json.loads((model_dir / "history.json").read_text())
     _, val_df, test_df = load_splits(prepared_dir)
-    arch = cfg.arch(arch_name)
+    if arch_name == "ensemble":
+        from newsrnn.ensemble import ensemble_arch
+
+        arch = ensemble_arch(cfg)
+    else:
+        arch = cfg.arch(arch_name)
     predictor = Predictor.from_path(model_dir, max_batch=len(test_df) + len(val_df))
 
     scores = {}

@@ -82,6 +82,16 @@ def load_text_model(path: str | os.PathLike[str], verify: bool = True) -> Any:
         raise ArtifactError(f"{p}: not a valid .keras model ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
+def masks_padding(network: Any) -> bool:
+    """Whether right padding leaves ``network``'s output unchanged: its token embedding masks
+    padding, or (an ensemble) every sub-network's does."""
+    names = {la.name: la for la in network.layers}
+    if "embedding" in names:
+        return bool(getattr(names["embedding"], "mask_zero", False))
+    subnets = [la for la in network.layers if hasattr(la, "layers")]
+    return bool(subnets) and all(masks_padding(n) for n in subnets)
+
+
 class Predictor:
     """Raw text -> probabilities through a compiled (traced once) serving function.
 
@@ -115,8 +125,7 @@ class Predictor:
                                 input_signature=[tf.TensorSpec([1], tf.string)])
         # With a mask, right padding does not change a prediction, so length-sorted texts can
         # share large batches; without one, only texts of equal token count may share a batch.
-        embedding = next((la for la in network.layers if la.__class__.__name__ == "Embedding"), None)
-        self.masked = bool(getattr(embedding, "mask_zero", False))
+        self.masked = masks_padding(network)
         self.max_length = guard.max_length
         self.xla = xla and self.masked
         if self.xla:

@@ -38,12 +38,17 @@ def register(cfg: Config, candidates: list[tuple[str | Path, str | Path]] | None
 
     if candidates is None:
         candidates = [(f"metrics/{a}.json", f"artifacts/models/{a}") for a in cfg.models]
+        if cfg.ensemble:
+            candidates.append(("metrics/ensemble.json", "artifacts/ensemble"))
     metrics = []
     for mpath, mdir in candidates:
         p = Path(mpath)
         if not p.exists():
-            raise RegisterError(f"{p}: not found; run `newsrnn evaluate {p.stem}` first")
+            cmd = "newsrnn ensemble" if p.stem == "ensemble" else f"newsrnn evaluate {p.stem}"
+            raise RegisterError(f"{p}: not found; run `{cmd}` first")
         m = json.loads(p.read_text())
+        if m.get("skipped"):
+            continue
         m["_model_dir"] = str(mdir)
         metrics.append(m)
     best = pick_champion(metrics)

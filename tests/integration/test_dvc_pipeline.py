@@ -34,9 +34,14 @@ def test_dvc_repro_all_stages(tmp_path: Path, corpus_dir: Path) -> None:
         assert 0.0 <= m["test_accuracy"] <= 1.0
         assert (proj / "artifacts" / "models" / arch / "model.keras").exists()
         assert (proj / "plots" / arch / "confusion.png").stat().st_size > 1000
+    # The default ensemble (lstm, bilstm, gru) is one more candidate, scored like the others.
+    ens = json.loads((proj / "metrics" / "ensemble.json").read_text())
+    assert 0.0 <= ens["val_accuracy"] <= 1.0 and (proj / "artifacts" / "ensemble" / "model.keras").exists()
     champion = json.loads((proj / "artifacts" / "champion.json").read_text())
-    best = max(ARCHS, key=lambda a: json.loads((proj / "metrics" / f"{a}.json").read_text())["val_accuracy"])
+    best = max(ARCHS + ["ensemble"],
+               key=lambda a: json.loads((proj / "metrics" / f"{a}.json").read_text())["val_accuracy"])
     assert champion["arch"] == best and champion["version"] == 1
+    assert sorted(champion["candidates"]) == sorted(ARCHS + ["ensemble"])
 
     # One MLflow run per architecture, each with params, per-epoch metrics and its model.
     from mlflow import MlflowClient

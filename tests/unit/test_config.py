@@ -35,6 +35,10 @@ def test_repo_params_load() -> None:
         ({"architectures.gru.embed_dropout": 1.0}, "architectures.gru.embed_dropout: expected a number in [0, 1)"),
         ({"train.lr_schedule": "step"}, "train.lr_schedule: expected one of 'constant', 'cosine'"),
         ({"train.weight_decay": -0.1}, "train.weight_decay: expected a number in [0, 1)"),
+        ({"models": ["lstm", "gru"], "ensemble": ["lstm", "bilstm"]}, "ensemble[1]: 'bilstm' is not in models"),
+        ({"ensemble": ["gru"]}, "ensemble: list at least two members"),
+        ({"ensemble": ["gru", "gru"]}, "ensemble: a member is listed twice"),
+        ({"ensemble": ["gru", "rnn_title"]}, "ensemble: members read different text fields"),
     ],
 )
 def test_bad_values_name_the_key(override: dict, message: str) -> None:

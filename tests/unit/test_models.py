@@ -243,3 +243,30 @@ def test_predictor_xla_path_gives_the_graph_path_answer(tmp_path: Path, mask_zer
     long = Predictor(model, xla=True)
     long.max_length = None
     assert [long.xla_length(n) for n in (1, 17, 64, 100, 129, 300)] == [16, 32, 64, 128, 256, 384]
+
+
+def test_ensemble_is_the_mean_of_its_members_and_refuses_another_vocabulary(tmp_path: Path) -> None:
+    from newsrnn.config import ArchConfig
+    from newsrnn.ensemble import build_ensemble
+    from newsrnn.modelio import Predictor
+    from newsrnn.models import build_network, build_text_model
+    from newsrnn.vectorize import build_vectorizer
+
+    vec_dir = _vectorizer_dir(tmp_path)
+    members = []
+    for i, arch in enumerate([ArchConfig(cell="gru", embed_dim=4, units=3),
+                              ArchConfig(cell="lstm", embed_dim=5, units=2, bidirectional=True, pooling="max")]):
+        vec, config = build_vectorizer(vec_dir)
+        members.append(build_text_model(vec, build_network(arch, config["vocab_size"], name=f"m{i}_network"),
+                                        config["max_length"]))
+    model = build_ensemble(members)
+    texts = ["oil market", "cup final team wins", ""]
+    expected = np.mean([Predictor(m).predict_proba(texts) for m in members], axis=0)
+    pred = Predictor(model)
+    np.testing.assert_allclose(pred.predict_proba(texts), expected, rtol=1e-5, atol=1e-6)
+    assert pred.masked  # every member masks padding, so the ensemble may batch by padding too
+
+    other = tf.keras.layers.TextVectorization(vocabulary=["zzz", "yyy"], name="vectorizer")
+    odd = build_text_model(other, build_network(ArchConfig(embed_dim=3, units=2), 4, name="odd_network"), 4)
+    with pytest.raises(ArtifactError, match="another vocabulary"):
+        build_ensemble([members[0], odd])
