@@ -341,6 +341,27 @@ def prepare_data(cfg: Any, data_dir: Path, work: Path, max_train_rows: int | Non
             "peak_rss_mb": peak_rss_mb()}
 
 
+def run_ensemble(cfg: Any, work: Path, member_dirs: list[Path], model_out: Path) -> dict[str, Any]:
+    """The ``ensemble`` of the bench's trained models: val and test accuracy, saved like a model."""
+    import numpy as np
+
+    from newsrnn.ensemble import build_ensemble, ensemble_arch
+    from newsrnn.modelio import Predictor, load_text_model, save_text_model
+    from newsrnn.train import load_splits, texts_of
+
+    model = build_ensemble([load_text_model(d) for d in member_dirs])
+    model_out.mkdir(parents=True, exist_ok=True)
+    save_text_model(model, model_out)
+    _, val_df, test_df = load_splits(work / "prepared")
+    arch = ensemble_arch(cfg)
+    pred = Predictor(model, max_batch=len(test_df) + len(val_df))
+    acc = {}
+    for name, df in (("val", val_df), ("test", test_df)):
+        probs = pred.predict_proba(list(texts_of(df, arch)))
+        acc[name] = float(np.mean(probs.argmax(1) == df["label"].to_numpy()))
+    return {"val_accuracy": acc["val"], "test_accuracy": acc["test"], "peak_rss_mb": peak_rss_mb()}
+
+
 def run_predict(model_dir: Path, work: Path, n_single: int = 300, seed: int = 0) -> dict[str, Any]:
     """Single-text latency (p50/p99) and batch throughput through the in-process Predictor.
 
@@ -493,6 +514,11 @@ def child_main(spec_path: str) -> None:
                                  Path(spec["model_out"]) if spec.get("model_out") else None)
     elif kind == "predict":
         result = run_predict(Path(spec["model_dir"]), work)
+    elif kind == "ensemble":
+        from newsrnn.config import config_from_dict
+
+        result = run_ensemble(config_from_dict(spec["params"]), work, [Path(d) for d in spec["members"]],
+                              Path(spec["model_out"]))
     else:
         raise BenchError(f"unknown child kind {kind!r}")
     Path(spec["out"]).write_text(json.dumps(result, indent=1))
@@ -529,6 +555,30 @@ def combine(arch: str, nb: dict[str, Any] | None, nr: dict[str, Any],
     }
 
 
+def ensemble_row(members: list[str], rows: list[dict[str, Any]], notebook: dict[str, dict[str, Any]],
+                 ens: dict[str, Any]) -> dict[str, Any]:
+    """The ensemble's row: compared with the best notebook architecture among its members; its
+    training time is the sum of the members'. Speed columns do not apply (it is not trained)."""
+    by_arch = {r["arch"]: r for r in rows}
+    nb_members = [a for a in members if a in notebook]
+    ref = max(nb_members, key=lambda a: notebook[a]["test_accuracy"]) if nb_members else None
+    nb = notebook.get(ref) if ref else None
+    keys = ("notebook_epoch_s", "notebook_samples_per_s", "notebook_train_rows", "newsrnn_epoch_s",
+            "newsrnn_first_epoch_s", "newsrnn_samples_per_s", "newsrnn_epochs",
+            "newsrnn_time_to_notebook_accuracy_s", "newsrnn_reached_at_epoch", "speedup", "epoch_time_ratio",
+            "rss_ratio", "newsrnn_batch_size", "newsrnn_learning_rate", "notebook_peak_rss_mb")
+    return {
+        **{k: None for k in keys}, "arch": "ensemble", "members": members, "compared_to": ref,
+        "notebook_test_accuracy": nb["test_accuracy"] if nb else None,
+        "newsrnn_train_rows": by_arch[members[0]]["newsrnn_train_rows"],
+        "newsrnn_train_s": sum(by_arch[a]["newsrnn_train_s"] for a in members),
+        "newsrnn_val_accuracy": ens["val_accuracy"], "newsrnn_test_accuracy": ens["test_accuracy"],
+        "accuracy_gain": (ens["test_accuracy"] - nb["test_accuracy"]) if nb else None,
+        "peak_rss_mb": ens["peak_rss_mb"], "newsrnn_peak_rss_mb": ens["peak_rss_mb"],
+        "newsrnn_test_curve": [], "newsrnn_val_history": [],
+    }
+
+
 def _fmt(v: Any, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -541,7 +591,8 @@ def markdown_table(results: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["archs"]:
         gain = None if r["accuracy_gain"] is None else 100 * r["accuracy_gain"]
-        arch = r["arch"] + (f" (vs {r['compared_to']})" if r["compared_to"] else "")
+        arch = r["arch"] + (f" of {'+'.join(r['members'])}" if r.get("members") else "")
+        arch += f" (vs {r['compared_to']})" if r["compared_to"] else ""
         lines.append(
             f"| {arch} | {_fmt(r['notebook_epoch_s'])} | {_fmt(r['notebook_samples_per_s'], '.0f')} | "
             f"{_fmt(r['notebook_test_accuracy'], '.4f')} | {_fmt(r['newsrnn_epoch_s'])} | "
@@ -621,6 +672,14 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  epoch {row['newsrnn_epoch_s']:.1f}s, "
                   f"to target {_fmt(row['newsrnn_time_to_notebook_accuracy_s'])}s, "
                   f"test acc {row['newsrnn_test_accuracy']:.4f}", flush=True)
+        members = [a for a in cfg.ensemble if a in models]
+        if cfg.ensemble and len(members) == len(cfg.ensemble) and "ensemble" not in skip:
+            print(f"bench: ensemble of {', '.join(members)}", flush=True)
+            models["ensemble"] = work / "models" / "ensemble"
+            ens = _child("ensemble", {"params": params, "members": [str(models[a]) for a in members],
+                                      "model_out": str(models["ensemble"])}, work)
+            results["archs"].append(ensemble_row(members, results["archs"], notebook, ens))
+            print(f"  test acc {ens['test_accuracy']:.4f}", flush=True)
         best = max(results["archs"], key=lambda r: r["newsrnn_val_accuracy"])
         if "predict" not in skip:
             print(f"bench: predict latency ({best['arch']})", flush=True)

@@ -45,15 +45,23 @@ def test_markdown_table_shows_missing_values() -> None:
 def test_bench_end_to_end_schema(tmp_path: Path) -> None:
     """Synthetic corpus, tiny networks: every required key is present and sane."""
     data = write_corpus(tmp_path / "ag", n_train=240, n_test=80)
-    params = small_params(**{"mlflow.enabled": False, "train.epochs": 2})
+    params = small_params(**{"mlflow.enabled": False, "train.epochs": 2, "ensemble": ["rnn_title", "rnn"],
+                             "architectures.rnn.text": "title"})
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     out = tmp_path / "results" / "bench.json"
-    args = argparse.Namespace(archs="rnn_title", max_train_rows=200, out=str(out), data_dir=str(data),
+    args = argparse.Namespace(archs="rnn_title,rnn", max_train_rows=200, out=str(out), data_dir=str(data),
                               params=str(params_path), skip=["dvc"])
     bench.run_bench(args)
     res = json.loads(out.read_text())
-    (row,) = res["archs"]
+    row, rnn, ens = res["archs"]
+    # The ensemble row: accuracy of the mean of the members, against the better notebook member.
+    assert ens["arch"] == "ensemble" and ens["members"] == ["rnn_title", "rnn"]
+    assert 0 <= ens["newsrnn_test_accuracy"] <= 1 and 0 <= ens["newsrnn_val_accuracy"] <= 1
+    ref = max(("rnn_title", "rnn"), key=lambda a: res["archs"][("rnn_title", "rnn").index(a)]["notebook_test_accuracy"])
+    assert ens["compared_to"] == ref
+    assert ens["newsrnn_train_s"] == pytest.approx(row["newsrnn_train_s"] + rnn["newsrnn_train_s"])
+    assert "| ensemble of rnn_title+rnn (vs " in bench.markdown_table(res)
     for key in ("arch", "notebook_epoch_s", "notebook_test_accuracy", "newsrnn_time_to_notebook_accuracy_s",
                 "speedup", "newsrnn_test_accuracy", "peak_rss_mb"):
         assert key in row, key
@@ -67,4 +75,5 @@ def test_bench_end_to_end_schema(tmp_path: Path) -> None:
     for key in ("p50_ms", "p99_ms", "batch_texts_per_s"):
         assert res["predict"][key] > 0
     assert res["predict"]["p99_ms"] >= res["predict"]["p50_ms"]
+    assert res["predict"]["graph_p50_ms"] > 0 and res["predict"]["warmup_s"] >= 0
     assert res["help"]["median_s"] > 0
