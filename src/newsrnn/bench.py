@@ -269,28 +269,37 @@ def run_newsrnn(cfg: Any, arch_name: str, work: Path, target: float | None, eval
     import numpy as np
 
     from newsrnn.models import build_network, build_text_model
-    from newsrnn.train import Datasets, compile_network, fit_epochs, learning_rate_of, load_splits, texts_of
+    from newsrnn.train import (
+        Datasets,
+        compile_network,
+        fit_epochs,
+        learning_rate_of,
+        load_splits,
+        texts_of,
+        train_config_of,
+    )
     from newsrnn.vectorize import build_vectorizer, initial_embeddings
 
     arch = cfg.arch(arch_name)
     if arch_overrides:
         arch = replace(arch, **arch_overrides)
+    tcfg = train_config_of(arch, cfg.train)
     train_df, val_df, test_df = load_splits(work / "prepared")
     vectorizer, vec_config = build_vectorizer(work / "vectorizer")
     max_length = vec_config["max_length"]
     t_setup = time.perf_counter()
-    data = Datasets(vectorizer, max_length, train_df, val_df, arch, cfg.train, cfg.seed)
+    data = Datasets(vectorizer, max_length, train_df, val_df, arch, tcfg, cfg.seed)
     # Counted as training time: a pipeline that vectorizes up front must not hide that cost.
     setup_s = time.perf_counter() - t_setup
     lr = learning_rate_of(arch, cfg.train)
     network = build_network(arch, vec_config["vocab_size"], name=f"{arch_name}_network",
                             embeddings=initial_embeddings(arch, work / "vectorizer"))
-    compile_network(network, lr, train_cfg=cfg.train, total_steps=data.steps_per_epoch() * cfg.train.epochs)
+    compile_network(network, lr, train_cfg=tcfg, total_steps=data.steps_per_epoch() * tcfg.epochs)
     test_ds = test_batches(vectorizer, max_length, texts_of(test_df, arch), test_df["label"].to_numpy())
     steps = max(1, -(-len(train_df) // data.batch_size))
     every = max(1, int(steps * eval_fraction))
     clock = _time_to_accuracy_callback(network, test_ds, len(test_df), target, every, steps, setup_s)
-    network, history, best_epoch = fit_epochs(network, data, cfg.train.epochs, cfg.train.early_stopping_patience,
+    network, history, best_epoch = fit_epochs(network, data, tcfg.epochs, tcfg.early_stopping_patience,
                                               cfg.seed, callbacks=[clock])
     correct = 0
     for ids, labels in test_ds:

@@ -74,8 +74,12 @@ class ArchConfig:
     ngram_buckets: int = 0
     ngram_dim: int = 32
     pretrained_embeddings: bool = False  # start from the vectorizer's pre-trained word vectors
+    # null = the train.* value; set to give one architecture its own schedule.
     batch_size: int | None = None
     learning_rate: float | None = None
+    epochs: int | None = None
+    lr_schedule: Literal["constant", "cosine"] | None = None
+    early_stopping_patience: int | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,8 @@ _ARCH_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "ngram_dim": (lambda v: v >= 1, "an integer >= 1"),
     "batch_size": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "learning_rate": (lambda v: v is None or v > 0, "null or a number > 0"),
+    "epochs": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "early_stopping_patience": (lambda v: v is None or v >= 0, "null or an integer >= 0"),
 }
 
 

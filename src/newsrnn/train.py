@@ -63,6 +63,15 @@ def batch_size_of(arch: ArchConfig, train_cfg: TrainConfig) -> int:
     return arch.batch_size or train_cfg.batch_size
 
 
+def train_config_of(arch: ArchConfig, train_cfg: TrainConfig) -> TrainConfig:
+    """``train`` with the architecture's own epochs / lr_schedule / patience where it sets them."""
+    return replace(train_cfg,
+                   epochs=arch.epochs or train_cfg.epochs,
+                   lr_schedule=arch.lr_schedule or train_cfg.lr_schedule,
+                   early_stopping_patience=(train_cfg.early_stopping_patience if arch.early_stopping_patience is None
+                                            else arch.early_stopping_patience))
+
+
 def learning_rate_of(arch: ArchConfig, train_cfg: TrainConfig) -> float:
     """Architecture learning rate, else the training default."""
     return arch.learning_rate or train_cfg.learning_rate
@@ -335,12 +344,13 @@ def train(
     if tuned_path is None and Path(f"artifacts/tuned/{arch_name}.yaml").exists():
         tuned_path = f"artifacts/tuned/{arch_name}.yaml"
     arch = effective_arch(cfg, arch_name, tuned_path)
+    tcfg = train_config_of(arch, cfg.train)
     train_df, val_df, _ = load_splits(prepared_dir)
     if data_sha is None:
         data_sha = prepared_data_sha(prepared_dir)
     vectorizer, vec_config = build_vectorizer(vec_dir)
     max_length = vec_config["max_length"]
-    data = Datasets(vectorizer, max_length, train_df, val_df, arch, cfg.train, cfg.seed)
+    data = Datasets(vectorizer, max_length, train_df, val_df, arch, tcfg, cfg.seed)
     lr = learning_rate_of(arch, cfg.train)
 
     fingerprint = hashlib.sha256(json.dumps(
@@ -369,16 +379,16 @@ def train(
     with strategy.scope():
         network = build_network(arch, vec_config["vocab_size"], name=f"{arch_name}_network",
                                 embeddings=initial_embeddings(arch, vec_dir))
-        compile_network(network, lr, xla=cfg.train.xla and gpu_count() > 0, train_cfg=cfg.train,
-                        total_steps=data.steps_per_epoch() * cfg.train.epochs)
+        compile_network(network, lr, xla=cfg.train.xla and gpu_count() > 0, train_cfg=tcfg,
+                        total_steps=data.steps_per_epoch() * tcfg.epochs)
 
     def log_epoch(epoch: int, row: dict[str, float]) -> None:
         tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
 
     t0 = time.perf_counter()
     try:
-        network, history, best_epoch = fit_epochs(network, data, cfg.train.epochs,
-                                                  cfg.train.early_stopping_patience, cfg.seed,
+        network, history, best_epoch = fit_epochs(network, data, tcfg.epochs,
+                                                  tcfg.early_stopping_patience, cfg.seed,
                                                   on_epoch_end=log_epoch, checkpoint_dir=ckpt,
                                                   fingerprint=fingerprint)
     except TrainingDiverged:

@@ -37,6 +37,8 @@ def test_repo_params_load() -> None:
         ({"train.weight_decay": -0.1}, "train.weight_decay: expected a number in [0, 1)"),
         ({"models": ["lstm", "gru"], "ensemble": ["lstm", "bilstm"]}, "ensemble[1]: 'bilstm' is not in models"),
         ({"ensemble": ["gru"]}, "ensemble: list at least two members"),
+        ({"architectures.gru.epochs": 0}, "architectures.gru.epochs: expected null or an integer >= 1"),
+        ({"architectures.gru.lr_schedule": "linear"}, "architectures.gru.lr_schedule: expected one of"),
         ({"ensemble": ["gru", "gru"]}, "ensemble: a member is listed twice"),
         ({"ensemble": ["gru", "rnn_title"]}, "ensemble: members read different text fields"),
     ],
@@ -82,3 +84,16 @@ def test_config_is_frozen() -> None:
     cfg = config_from_dict(small_params())
     with pytest.raises(AttributeError):
         cfg.train.epochs = 10  # type: ignore[misc]
+
+
+def test_an_architecture_can_override_the_training_schedule() -> None:
+    from newsrnn.train import train_config_of
+
+    cfg = config_from_dict(small_params(**{"train.epochs": 3, "architectures.bilstm.epochs": 6,
+                                           "architectures.bilstm.lr_schedule": "cosine",
+                                           "architectures.bilstm.early_stopping_patience": 0}))
+    own = train_config_of(cfg.arch("bilstm"), cfg.train)
+    assert (own.epochs, own.lr_schedule, own.early_stopping_patience) == (6, "cosine", 0)
+    assert own.batching == cfg.train.batching  # everything else still comes from train
+    same = train_config_of(cfg.arch("gru"), cfg.train)
+    assert same == cfg.train
