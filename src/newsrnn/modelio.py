@@ -19,6 +19,7 @@ MODEL_FILE = "model.keras"
 # Padded lengths of the Predictor's XLA path: few enough to compile all, close enough to waste
 # little (AG News texts run 30-60 tokens).
 XLA_BUCKETS = (16, 32, 48, 64, 96, 128)
+XLA_BATCH = 256  # rows per network call in batch prediction (the XLA path pads blocks to this)
 OOV_ID = 1
 DIGEST_FILE = "model.sha256"
 
@@ -101,8 +102,9 @@ class Predictor:
 
     def __init__(self, model: Any, max_batch: int = 10000, max_chars: int = 100_000, xla: bool = False) -> None:
         """``xla=True`` (long-lived predictors: servers, benchmarks) runs single texts through an
-        XLA-compiled network, padded to a few fixed lengths. It is several times faster per call
-        on CPU, but each length compiles once (seconds; ``warmup()`` does all up front). Only
+        XLA-compiled network, padded to a few fixed lengths, and batches in blocks of
+        ``XLA_BATCH`` rows. It is several times faster per single text on CPU (and ~1.7x in
+        batch), but each shape compiles once (seconds; ``warmup()`` does all up front). Only
         masked networks can use it: padding must not change their prediction.
         """
         import tensorflow as tf
@@ -150,7 +152,8 @@ class Predictor:
         if self.xla:
             top = self.max_length or XLA_BUCKETS[-1]
             for length in sorted({self.xla_length(n) for n in range(1, top + 1)}):
-                self._net_xla(tf.constant(np.full((1, length), OOV_ID, dtype=np.int64)))
+                for rows in (1, XLA_BATCH):
+                    self._net_xla(tf.constant(np.full((rows, length), OOV_ID, dtype=np.int64)))
         else:
             self.predict_proba(["warm up"])
         return time.perf_counter() - t0
@@ -193,10 +196,27 @@ class Predictor:
         else:
             groups = [np.flatnonzero(lengths == n) for n in np.unique(lengths)]
         for rows in groups:
-            for start in range(0, len(rows), 256):
-                chunk = rows[start:start + 256]
-                probs[chunk] = self._net(tf.constant(ids[chunk, : lengths[chunk].max()])).numpy()
+            for start in range(0, len(rows), XLA_BATCH):
+                chunk = rows[start:start + XLA_BATCH]
+                longest = int(lengths[chunk].max())
+                if self.xla and len(chunk) > XLA_BATCH // 16:
+                    probs[chunk] = self._xla_batch(ids[chunk], longest)
+                else:
+                    probs[chunk] = self._net(tf.constant(ids[chunk, :longest])).numpy()
         return probs
+
+    def _xla_batch(self, ids: Any, longest: int) -> Any:
+        """Rows through the XLA network as one (XLA_BATCH, padded length) block: fixed shapes,
+        so each length compiles once; filler rows hold one unknown word and are dropped."""
+        import numpy as np
+        import tensorflow as tf
+
+        length = self.xla_length(longest)
+        block = np.zeros((XLA_BATCH, length), dtype=np.int64)
+        block[:, 0] = OOV_ID
+        width = min(length, ids.shape[1])
+        block[: len(ids), :width] = ids[:, :width]
+        return self._net_xla(tf.constant(block)).numpy()[: len(ids)]
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
         """One ``{"label", "probabilities"}`` dict per text."""

@@ -240,6 +240,10 @@ def test_predictor_xla_path_gives_the_graph_path_answer(tmp_path: Path, mask_zer
     assert fast.warmup() >= 0
     for text in ["oil", "oil market", "cup final oil market team", ""]:
         np.testing.assert_allclose(fast.predict_proba([text]), plain.predict_proba([text]), rtol=1e-5, atol=1e-6)
+    # Batches: large ones go through the padded (256, length) XLA block, small ones do not.
+    many = ["oil market", "cup", "team wins cup final", "zzz oil"] * 30
+    np.testing.assert_allclose(fast.predict_proba(many), plain.predict_proba(many), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fast.predict_proba(many[:5]), plain.predict_proba(many[:5]), rtol=1e-5, atol=1e-6)
     long = Predictor(model, xla=True)
     long.max_length = None
     assert [long.xla_length(n) for n in (1, 17, 64, 100, 129, 300)] == [16, 32, 64, 128, 256, 384]
