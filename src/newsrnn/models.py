@@ -11,6 +11,7 @@ are right-padded with never an all-padding row (see ``GuardIds``), so Keras can 
 from __future__ import annotations
 
 import functools
+import types
 from typing import Any
 
 from newsrnn.config import ArchConfig
@@ -21,6 +22,7 @@ OOV_ID = 1
 
 @functools.cache
 def _layers() -> Any:
+    """The custom layers (defined once TensorFlow is imported; registered for safe loading)."""
     import keras
     import tensorflow as tf
 
@@ -105,17 +107,17 @@ def _layers() -> Any:
         def compute_output_shape(self, input_shape: Any) -> Any:
             return (input_shape[0], input_shape[2])
 
-    return GuardIds, guard_ids, NgramIds, MaskedMax
+    return types.SimpleNamespace(GuardIds=GuardIds, guard_ids=guard_ids, NgramIds=NgramIds, MaskedMax=MaskedMax)
 
 
 def guard_ids(ids: Any, max_length: int | None) -> Any:
     """Functional form of GuardIds, used in the tf.data pipeline."""
-    return _layers()[1](ids, max_length)
+    return _layers().guard_ids(ids, max_length)
 
 
 def guard_layer(max_length: int | None) -> Any:
     """A GuardIds layer."""
-    return _layers()[0](max_length=max_length, name="guard_ids")
+    return _layers().GuardIds(max_length=max_length, name="guard_ids")
 
 
 def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embeddings: Any = None) -> Any:
@@ -151,14 +153,14 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embe
             layer = keras.layers.Bidirectional(layer, name=f"bi_{arch.cell}_{i}")
         x = layer(x)
     if arch.pooling in ("max", "max_mean"):
-        pooled = [_layers()[3](name="max_pool")(x)]
+        pooled = [_layers().MaskedMax(name="max_pool")(x)]
         if arch.pooling == "max_mean":
             pooled.append(keras.layers.GlobalAveragePooling1D(name="mean_pool")(x))
         x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="pooled")(pooled)
     elif arch.pooling == "mean":
         x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)
     if arch.ngram_buckets > 0:
-        ngram_ids = _layers()[2](vocab_size, arch.ngram_buckets, name="ngram_ids")(inputs)
+        ngram_ids = _layers().NgramIds(vocab_size, arch.ngram_buckets, name="ngram_ids")(inputs)
         bag = keras.layers.Embedding(vocab_size + arch.ngram_buckets, arch.ngram_dim, mask_zero=True,
                                      name="ngram_embedding")(ngram_ids)
         bag = keras.layers.GlobalAveragePooling1D(name="ngram_mean")(bag)

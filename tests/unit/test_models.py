@@ -177,7 +177,7 @@ def test_masked_networks_ignore_right_padding(arch: dict) -> None:
 def test_ngram_ids_hash_bigrams_and_skip_padding() -> None:
     from newsrnn.models import _layers
 
-    layer = _layers()[2](vocab_size=10, buckets=7)
+    layer = _layers().NgramIds(vocab_size=10, buckets=7)
     out = layer(tf.constant([[2, 3, 4, 0], [5, 0, 0, 0]], tf.int64)).numpy()
     assert out.shape == (2, 7)
     np.testing.assert_array_equal(out[:, :4], [[2, 3, 4, 0], [5, 0, 0, 0]])  # the words themselves
