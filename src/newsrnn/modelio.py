@@ -151,9 +151,16 @@ class Predictor:
         t0 = time.perf_counter()
         if self.xla:
             top = self.max_length or XLA_BUCKETS[-1]
-            for length in sorted({self.xla_length(n) for n in range(1, top + 1)}):
-                for rows in (1, XLA_BATCH):
-                    self._net_xla(tf.constant(np.full((rows, length), OOV_ID, dtype=np.int64)))
+            # One trace per shape is the point here; TensorFlow's "retracing" warning is not news.
+            logger = tf.get_logger()
+            level = logger.level
+            logger.setLevel("ERROR")
+            try:
+                for length in sorted({self.xla_length(n) for n in range(1, top + 1)}):
+                    for rows in (1, XLA_BATCH):
+                        self._net_xla(tf.constant(np.full((rows, length), OOV_ID, dtype=np.int64)))
+            finally:
+                logger.setLevel(level)
         else:
             self.predict_proba(["warm up"])
         return time.perf_counter() - t0

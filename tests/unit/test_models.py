@@ -38,8 +38,10 @@ def test_recurrent_layers_stay_cudnn_eligible() -> None:
     from newsrnn.models import build_network
 
     cfg = load_config(ROOT / "params.yaml")
-    for name in ("lstm", "bilstm", "gru"):
-        net = build_network(cfg.arch(name), 100)
+    tuned = load_config(ROOT / "benchmarks" / "params_tuned.yaml")  # pooling, bigram branch, dropouts
+    for name, arch in [(n, c.arch(n)) for c in (cfg, tuned) for n in ("lstm", "bilstm", "gru")]:
+        vectors = np.zeros((100, 128), np.float32) if arch.pretrained_embeddings else None
+        net = build_network(arch, 100, embeddings=vectors)
         cells = [lay.forward_layer if isinstance(lay, keras.layers.Bidirectional) else lay for lay in net.layers]
         rnns = [c for c in cells if isinstance(c, (keras.layers.LSTM, keras.layers.GRU))]
         assert rnns, name
