@@ -43,6 +43,8 @@ def small_params(**overrides: object) -> dict:
     for arch in p["architectures"].values():
         arch["embed_dim"] = 8
         arch["units"] = 4
+        if arch.get("ngram_buckets"):
+            arch["ngram_buckets"] = 1000
     p["tune"]["batch_size"] = [16, 32]
     p["tune"]["embed_dim"] = [8, 16]
     p["tune"]["units"] = [4, 8]

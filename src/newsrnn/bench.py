@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 NOTEBOOK_ARCHS = ("rnn_title", "rnn", "lstm", "bilstm")
-# gru has no notebook counterpart; it is held to the notebook's single-layer LSTM.
-TARGET_OF = {"gru": "lstm"}
+# gru and wide have no notebook counterpart; they are held to the notebook's single-layer LSTM.
+TARGET_OF = {"gru": "lstm", "wide": "lstm"}
 NOTEBOOK_VOCAB = 20000
 NOTEBOOK_ADAPT_TITLES = 2000
 CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -273,6 +273,7 @@ def run_newsrnn(cfg: Any, arch_name: str, work: Path, target: float | None, eval
         Datasets,
         compile_network,
         fit_epochs,
+        idf_of,
         learning_rate_of,
         load_splits,
         texts_of,
@@ -293,7 +294,8 @@ def run_newsrnn(cfg: Any, arch_name: str, work: Path, target: float | None, eval
     setup_s = time.perf_counter() - t_setup
     lr = learning_rate_of(arch, cfg.train)
     network = build_network(arch, vec_config["vocab_size"], name=f"{arch_name}_network",
-                            embeddings=initial_embeddings(arch, work / "vectorizer"))
+                            embeddings=initial_embeddings(arch, work / "vectorizer"),
+                            idf=idf_of(arch, vec_config["vocab_size"], data))
     compile_network(network, lr, train_cfg=tcfg, total_steps=data.steps_per_epoch() * tcfg.epochs)
     test_ds = test_batches(vectorizer, max_length, texts_of(test_df, arch), test_df["label"].to_numpy())
     steps = max(1, -(-len(train_df) // data.batch_size))
@@ -661,7 +663,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                                              "max_train_rows": max_rows}, work)
         notebook: dict[str, dict[str, Any]] = {}
         models: dict[str, Path] = {}
-        order = sorted(archs, key=lambda a: a == "gru")  # gru needs the lstm target first
+        order = sorted(archs, key=lambda a: a in TARGET_OF)  # these need the lstm target first
         for arch in order:
             nb_arch = arch if arch in NOTEBOOK_ARCHS else TARGET_OF.get(arch)
             if nb_arch and nb_arch not in notebook and "notebook" not in skip:

@@ -89,6 +89,8 @@ def masks_padding(network: Any) -> bool:
     names = {la.name: la for la in network.layers}
     if "embedding" in names:
         return bool(getattr(names["embedding"], "mask_zero", False))
+    if "ngram_embedding" in names:  # cell none: only the n-gram bag, which always masks
+        return True
     subnets = [la for la in network.layers if hasattr(la, "layers")]
     return bool(subnets) and all(masks_padding(n) for n in subnets)
 
@@ -131,7 +133,6 @@ class Predictor:
         self.max_length = guard.max_length
         self.xla = xla and self.masked
         if self.xla:
-            self._ids_one = tf.function(lambda x: guard(vectorizer(x)), input_signature=[tf.TensorSpec([1], tf.string)])
             self._net_xla = tf.function(lambda ids: network(ids, training=False), jit_compile=True)
 
     def xla_length(self, n: int) -> int:
@@ -189,7 +190,7 @@ class Predictor:
         # Same cleaning as prepare applied to the training text.
         clipped = [clean_text(t[: self.max_chars]) for t in texts]
         if len(clipped) == 1 and self.xla:
-            ids = self._ids_one(tf.constant(clipped)).numpy()
+            ids = self._ids(tf.constant(clipped)).numpy()
             padded = np.zeros((1, self.xla_length(ids.shape[1])), dtype=np.int64)
             padded[:, : ids.shape[1]] = ids
             return self._net_xla(tf.constant(padded)).numpy()

@@ -107,7 +107,38 @@ def _layers() -> Any:
         def compute_output_shape(self, input_shape: Any) -> Any:
             return (input_shape[0], input_shape[2])
 
-    return types.SimpleNamespace(GuardIds=GuardIds, guard_ids=guard_ids, NgramIds=NgramIds, MaskedMax=MaskedMax)
+    @keras.saving.register_keras_serializable(package="newsrnn")
+    class IdfBag(keras.layers.Layer):
+        """(n-gram ids, their vectors) -> the idf-weighted sum of the vectors, L2-normalised.
+
+        Each occurrence weighs its id's inverse document frequency (a non-trainable table, set
+        from the training split and saved with the model); the sum is divided by the root of the
+        summed squared weights. With vectors of size 4 and a softmax on top this is logistic
+        regression on TF-IDF features. Padding (id 0) has idf 0, so it changes nothing.
+        """
+
+        def __init__(self, size: int = 1, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.size = size
+            self.idf = self.add_weight(name="idf", shape=(size,), initializer="zeros", trainable=False)
+
+        def call(self, inputs: Any, mask: Any = None) -> Any:
+            ids, vectors = inputs
+            weights = tf.cast(tf.gather(self.idf, tf.cast(ids, tf.int64)), vectors.dtype)
+            norm = tf.sqrt(tf.reduce_sum(tf.square(weights), axis=1, keepdims=True)) + 1e-6
+            return tf.reduce_sum(vectors * (weights / norm)[:, :, None], axis=1)
+
+        def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+            return None
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            return (input_shape[1][0], input_shape[1][2])
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "size": self.size}
+
+    return types.SimpleNamespace(GuardIds=GuardIds, guard_ids=guard_ids, NgramIds=NgramIds, MaskedMax=MaskedMax,
+                                 IdfBag=IdfBag)
 
 
 def guard_ids(ids: Any, max_length: int | None) -> Any:
@@ -120,11 +151,38 @@ def guard_layer(max_length: int | None) -> Any:
     return _layers().GuardIds(max_length=max_length, name="guard_ids")
 
 
-def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embeddings: Any = None) -> Any:
+def ngram_ids_np(row: Any, vocab_size: int, buckets: int) -> Any:
+    """NumPy twin of ``NgramIds`` for one unpadded row of token ids: its words and hashed bigrams."""
+    import numpy as np
+
+    row = np.asarray(row, dtype=np.int64)
+    bigrams = vocab_size + (row[:-1] * 1000003 + row[1:]) % buckets
+    return np.concatenate([row, bigrams])
+
+
+def ngram_idf(rows: Any, vocab_size: int, buckets: int) -> Any:
+    """Smoothed inverse document frequency, ``ln((1 + n) / (1 + df)) + 1``, of every word and
+    hashed-bigram id over ``rows`` (unpadded token-id arrays of the training split); id 0
+    (padding) gets 0. This is the table ``IdfBag`` weighs with."""
+    import numpy as np
+
+    size = vocab_size + buckets
+    df = np.zeros(size, dtype=np.int64)
+    for start in range(0, len(rows), 4096):
+        chunk = [np.unique(ngram_ids_np(r, vocab_size, buckets)) for r in rows[start:start + 4096]]
+        df += np.bincount(np.concatenate(chunk), minlength=size)
+    idf = (np.log((1.0 + len(rows)) / (1.0 + df)) + 1.0).astype(np.float32)
+    idf[0] = 0.0
+    return idf
+
+
+def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embeddings: Any = None,
+                  idf: Any = None) -> Any:
     """The trainable network: token ids (batch, time) -> class probabilities (batch, 4).
 
     ``embeddings`` (vocab, >= embed_dim), required when ``arch.pretrained_embeddings``: the
     embedding table starts from its leading ``embed_dim`` columns and keeps training.
+    ``idf`` (``ngram_idf`` of the training rows), required when ``arch.ngram_weighting`` is tfidf.
     """
     import keras
 
@@ -134,10 +192,42 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embe
         if embeddings.shape[0] != vocab_size or embeddings.shape[1] < arch.embed_dim:
             raise ValueError(f"pre-trained vectors of shape {tuple(embeddings.shape)} do not fit a "
                              f"vocabulary of {vocab_size} and embed_dim {arch.embed_dim}")
+    tfidf = arch.ngram_buckets > 0 and arch.ngram_weighting == "tfidf"
+    if tfidf and (idf is None or len(idf) != vocab_size + arch.ngram_buckets):
+        raise ValueError(f"ngram_weighting tfidf needs an idf table of {vocab_size + arch.ngram_buckets} "
+                         f"entries (ngram_idf of the training rows); got {None if idf is None else len(idf)}")
+    if arch.cell == "none" and arch.ngram_buckets == 0:
+        raise ValueError("cell none needs ngram_buckets > 0: the n-gram branch is the whole network")
+
+    inputs = keras.Input(shape=(None,), dtype="int64", name="token_ids")
+    features = []
+    if arch.cell != "none":
+        features.append(_recurrent_features(arch, vocab_size, inputs, embeddings))
+    if arch.ngram_buckets > 0:
+        ngram_ids = _layers().NgramIds(vocab_size, arch.ngram_buckets, name="ngram_ids")(inputs)
+        bag = keras.layers.Embedding(vocab_size + arch.ngram_buckets, arch.ngram_dim, mask_zero=True,
+                                     name="ngram_embedding")(ngram_ids)
+        if tfidf:
+            weigher = _layers().IdfBag(vocab_size + arch.ngram_buckets, name="ngram_tfidf")
+            bag = weigher([ngram_ids, bag])
+            weigher.set_weights([idf])
+        else:
+            bag = keras.layers.GlobalAveragePooling1D(name="ngram_mean")(bag)
+        features.append(bag)
+    x = features[0] if len(features) == 1 else keras.layers.Concatenate(name="features")(features)
+    if arch.dropout > 0:
+        x = keras.layers.Dropout(arch.dropout, name="dropout")(x)
+    # float32 output keeps softmax stable under a mixed_float16 policy.
+    outputs = keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="probs")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _recurrent_features(arch: ArchConfig, vocab_size: int, inputs: Any, embeddings: Any) -> Any:
+    """Embedding, the recurrent layers and the pooling over time: (batch, features)."""
+    import keras
 
     cell_cls = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM,
                 "gru": keras.layers.GRU}[arch.cell]
-    inputs = keras.Input(shape=(None,), dtype="int64", name="token_ids")
     embedding = keras.layers.Embedding(vocab_size, arch.embed_dim, mask_zero=arch.mask_zero, name="embedding")
     x = embedding(inputs)
     if arch.pretrained_embeddings:
@@ -159,17 +249,7 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embe
         x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="pooled")(pooled)
     elif arch.pooling == "mean":
         x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)
-    if arch.ngram_buckets > 0:
-        ngram_ids = _layers().NgramIds(vocab_size, arch.ngram_buckets, name="ngram_ids")(inputs)
-        bag = keras.layers.Embedding(vocab_size + arch.ngram_buckets, arch.ngram_dim, mask_zero=True,
-                                     name="ngram_embedding")(ngram_ids)
-        bag = keras.layers.GlobalAveragePooling1D(name="ngram_mean")(bag)
-        x = keras.layers.Concatenate(name="features")([x, bag])
-    if arch.dropout > 0:
-        x = keras.layers.Dropout(arch.dropout, name="dropout")(x)
-    # float32 output keeps softmax stable under a mixed_float16 policy.
-    outputs = keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="probs")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return x
 
 
 def build_text_model(vectorizer: Any, network: Any, max_length: int | None) -> Any:

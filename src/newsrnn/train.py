@@ -64,10 +64,12 @@ def batch_size_of(arch: ArchConfig, train_cfg: TrainConfig) -> int:
 
 
 def train_config_of(arch: ArchConfig, train_cfg: TrainConfig) -> TrainConfig:
-    """``train`` with the architecture's own epochs / lr_schedule / patience where it sets them."""
+    """``train`` with the architecture's own epochs / lr_schedule / patience / batching where it
+    sets them."""
     return replace(train_cfg,
                    epochs=arch.epochs or train_cfg.epochs,
                    lr_schedule=arch.lr_schedule or train_cfg.lr_schedule,
+                   batching=arch.batching or train_cfg.batching,
                    early_stopping_patience=(train_cfg.early_stopping_patience if arch.early_stopping_patience is None
                                             else arch.early_stopping_patience))
 
@@ -128,6 +130,11 @@ class Datasets:
         self._train = encode(train_df)
         self._val = encode(val_df)
 
+    @property
+    def train_rows(self) -> list[Any]:
+        """The training split's unpadded token-id rows."""
+        return self._train[0]
+
     def batch_indices(self, lengths: Any, batch_size: int, seed: int | None) -> list[Any]:
         """Row indices of each batch for one pass (seeded order, or file order when None)."""
         import numpy as np
@@ -184,6 +191,15 @@ class Datasets:
         large batch would score it on something training never showed it.
         """
         return self._dataset(self._val, self.batch_indices(self._val[1], max(256, self.batch_size), None))
+
+
+def idf_of(arch: ArchConfig, vocab_size: int, data: Datasets) -> Any:
+    """The n-gram idf table ``arch`` needs (ngram_weighting tfidf), from the training rows; else None."""
+    if arch.ngram_buckets == 0 or arch.ngram_weighting != "tfidf":
+        return None
+    from newsrnn.models import ngram_idf
+
+    return ngram_idf(data.train_rows, vocab_size, arch.ngram_buckets)
 
 
 def compile_network(network: Any, learning_rate: float, xla: bool = False,
@@ -378,7 +394,8 @@ def train(
 
     with strategy.scope():
         network = build_network(arch, vec_config["vocab_size"], name=f"{arch_name}_network",
-                                embeddings=initial_embeddings(arch, vec_dir))
+                                embeddings=initial_embeddings(arch, vec_dir),
+                                idf=idf_of(arch, vec_config["vocab_size"], data))
         compile_network(network, lr, xla=cfg.train.xla and gpu_count() > 0, train_cfg=tcfg,
                         total_steps=data.steps_per_epoch() * tcfg.epochs)
 

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from newsrnn.config import Config, config_to_dict
+from newsrnn.config import ArchConfig, Config, config_to_dict
 from newsrnn.fileio import write_yaml
 
 ENV_STORAGE = "NEWSRNN_OPTUNA_STORAGE"
@@ -98,16 +98,16 @@ def create_study(cfg: Config, name: str, storage_url: str) -> Any:
     )
 
 
-def suggest(trial: Any, cfg: Config) -> dict[str, Any]:
-    """Sample one point of the search space from params.yaml."""
+def suggest(trial: Any, cfg: Config, arch: ArchConfig | None = None) -> dict[str, Any]:
+    """Sample one point of the search space from params.yaml (only what ``arch`` has)."""
     t = cfg.tune
-    return {
-        "batch_size": trial.suggest_categorical("batch_size", list(t.batch_size)),
-        "embed_dim": trial.suggest_categorical("embed_dim", list(t.embed_dim)),
-        "units": trial.suggest_categorical("units", list(t.units)),
-        "learning_rate": trial.suggest_float("learning_rate", *t.learning_rate, log=True),
-        "dropout": trial.suggest_float("dropout", *t.dropout),
-    }
+    out = {"batch_size": trial.suggest_categorical("batch_size", list(t.batch_size))}
+    if arch is None or arch.cell != "none":  # a network without RNN has no embed_dim or units
+        out["embed_dim"] = trial.suggest_categorical("embed_dim", list(t.embed_dim))
+        out["units"] = trial.suggest_categorical("units", list(t.units))
+    out["learning_rate"] = trial.suggest_float("learning_rate", *t.learning_rate, log=True)
+    out["dropout"] = trial.suggest_float("dropout", *t.dropout)
+    return out
 
 
 def seed_study(study: Any, cfg: Config, arch_name: str) -> None:
@@ -125,6 +125,8 @@ def seed_study(study: Any, cfg: Config, arch_name: str) -> None:
     fixed = {k: v for k, v in own.items()
              if (k in ("batch_size", "embed_dim", "units") and v in getattr(t, k))
              or (k in ("learning_rate", "dropout") and getattr(t, k)[0] <= v <= getattr(t, k)[1])}
+    if arch.cell == "none":
+        fixed = {k: v for k, v in fixed.items() if k not in ("embed_dim", "units")}
     study.enqueue_trial(fixed, user_attrs={"defaults": True})
 
 
@@ -147,7 +149,7 @@ class Objective:
         from newsrnn.runtime import setup_runtime
 
         setup_runtime(cfg.seed)
-        from newsrnn.train import Datasets, load_splits
+        from newsrnn.train import Datasets, idf_of, load_splits, train_config_of
         from newsrnn.vectorize import build_vectorizer, initial_embeddings
 
         self.cfg = cfg
@@ -157,8 +159,11 @@ class Objective:
             train_df = train_df.sample(n=cfg.tune.max_train_rows, random_state=cfg.seed)
         self.vectorizer, self.vec_config = build_vectorizer(vec_dir)
         self.embeddings = initial_embeddings(cfg.arch(arch_name), vec_dir)
+        # The architecture's own batching applies; its epochs do not (tune.epochs_per_trial).
+        batching = train_config_of(cfg.arch(arch_name), cfg.train).batching
         self.data = Datasets(self.vectorizer, self.vec_config["max_length"], train_df, val_df,
-                             cfg.arch(arch_name), cfg.train, cfg.seed)
+                             cfg.arch(arch_name), replace(cfg.train, batching=batching), cfg.seed)
+        self.idf = idf_of(cfg.arch(arch_name), self.vec_config["vocab_size"], self.data)
 
     def __call__(self, trial: Any) -> float:
         import keras
@@ -167,12 +172,12 @@ class Objective:
         from newsrnn.models import build_network
         from newsrnn.train import compile_network, fit_epochs
 
-        params = suggest(trial, self.cfg)
+        params = suggest(trial, self.cfg, self.cfg.arch(self.arch_name))
         arch = replace(self.cfg.arch(self.arch_name), **params)
         keras.backend.clear_session()
         gc.collect()
         self.data.batch_size = params["batch_size"]
-        network = build_network(arch, self.vec_config["vocab_size"], embeddings=self.embeddings)
+        network = build_network(arch, self.vec_config["vocab_size"], embeddings=self.embeddings, idf=self.idf)
         compile_network(network, params["learning_rate"], train_cfg=self.cfg.train,
                         total_steps=self.data.steps_per_epoch() * self.cfg.tune.epochs_per_trial)
         epochs_run = []

@@ -13,7 +13,8 @@ from newsrnn.config import ConfigError, config_from_dict, load_config
 
 def test_repo_params_load() -> None:
     cfg = load_config(ROOT / "params.yaml")
-    assert cfg.models == ("rnn_title", "rnn", "lstm", "bilstm", "gru")
+    assert cfg.models == ("rnn_title", "rnn", "lstm", "bilstm", "gru", "wide")
+    assert cfg.arch("wide").cell == "none" and cfg.arch("wide").ngram_weighting == "tfidf"
     assert cfg.vectorizer.max_tokens == 20000
     assert cfg.arch("rnn_title").units == 16 and cfg.arch("rnn_title").text == "title"
     assert cfg.data.max_train_rows is None
@@ -41,6 +42,10 @@ def test_repo_params_load() -> None:
         ({"architectures.gru.lr_schedule": "linear"}, "architectures.gru.lr_schedule: expected one of"),
         ({"ensemble": ["gru", "gru"]}, "ensemble: a member is listed twice"),
         ({"ensemble": ["gru", "rnn_title"]}, "ensemble: members read different text fields"),
+        ({"architectures.wide.ngram_buckets": 0}, "architectures.wide.ngram_buckets: cell none has no recurrent layer"),
+        ({"architectures.wide.pretrained_embeddings": True, "vectorizer.pretrain_dim": 16},
+         "architectures.wide.pretrained_embeddings: cell none has no word embedding"),
+        ({"architectures.wide.ngram_weighting": "bm25"}, "architectures.wide.ngram_weighting: expected one of 'mean', 'tfidf'"),
     ],
 )
 def test_bad_values_name_the_key(override: dict, message: str) -> None:

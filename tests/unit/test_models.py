@@ -204,6 +204,61 @@ def test_ngram_branch_adds_its_table_and_survives_save_load(tmp_path: Path) -> N
     np.testing.assert_allclose(again(ids).numpy(), net(ids).numpy(), rtol=1e-6)
 
 
+def test_ngram_idf_counts_documents_of_the_layers_ids() -> None:
+    from newsrnn.models import _layers, ngram_idf, ngram_ids_np
+
+    rows = [np.array([2, 3, 4]), np.array([2, 3]), np.array([5, 5])]
+    layer_ids = _layers().NgramIds(vocab_size=10, buckets=7)(tf.constant([[2, 3, 4]], tf.int64)).numpy()[0]
+    np.testing.assert_array_equal(ngram_ids_np(rows[0], 10, 7), layer_ids)  # same hashing as the layer
+    idf = ngram_idf(rows, 10, 7)
+    assert idf.shape == (17,) and idf[0] == 0
+    df = {2: 2, 3: 2, 4: 1, 5: 1, 6: 0}
+    for word, n in df.items():
+        assert idf[word] == pytest.approx(np.log(4 / (1 + n)) + 1)
+    bigram_23, bigram_55 = 10 + (2 * 1000003 + 3) % 7, 10 + (5 * 1000003 + 5) % 7
+    assert bigram_23 == bigram_55 == 14  # a hash collision: the bucket is in all three documents
+    assert idf[14] == pytest.approx(1.0)
+    assert idf[10 + (3 * 1000003 + 4) % 7] == pytest.approx(np.log(4 / 2) + 1)
+    # "5 5" counts once for its document although the word occurs twice.
+    assert idf[5] == pytest.approx(np.log(4 / 2) + 1)
+
+
+def test_wide_network_is_logistic_regression_on_tfidf(tmp_path: Path) -> None:
+    """cell none + tfidf: softmax(W . tfidf(words and bigrams) + b), padding-invariant, saved with its idf."""
+    import keras
+
+    from newsrnn.config import ArchConfig
+    from newsrnn.modelio import masks_padding
+    from newsrnn.models import build_network, ngram_idf, ngram_ids_np
+
+    arch = ArchConfig(cell="none", ngram_buckets=11, ngram_dim=4, ngram_weighting="tfidf")
+    rows = [np.array([2, 3, 4]), np.array([2, 3]), np.array([5, 6, 7, 2])]
+    idf = ngram_idf(rows, 9, 11)
+    net = build_network(arch, 9, idf=idf)
+    assert [w.name for w in net.trainable_weights] == ["embeddings", "kernel", "bias"]
+    assert net.count_params() == (9 + 11) * 4 + 4 * 4 + 4 + (9 + 11)  # table, dense, idf (frozen)
+    assert masks_padding(net)
+    table = net.get_layer("ngram_embedding").get_weights()[0]
+    kernel, bias = net.get_layer("probs").get_weights()
+    text = np.array([3, 2, 3, 6])
+    ids = ngram_ids_np(text, 9, 11)
+    tfidf = np.zeros(20)
+    np.add.at(tfidf, ids, idf[ids])
+    logits = (tfidf / np.sqrt((idf[ids] ** 2).sum())) @ table @ kernel + bias
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    padded = np.array([[3, 2, 3, 6, 0, 0, 0]])
+    np.testing.assert_allclose(net(padded[:, :4]).numpy()[0], expected, rtol=1e-5)
+    np.testing.assert_allclose(net(padded).numpy()[0], expected, rtol=1e-5)
+    net.save(tmp_path / "w.keras")
+    again = keras.saving.load_model(tmp_path / "w.keras", safe_mode=True)
+    np.testing.assert_allclose(again.get_layer("ngram_tfidf").get_weights()[0], idf)
+    np.testing.assert_allclose(again(padded).numpy(), net(padded).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="idf table of 20 entries"):
+        build_network(arch, 9)
+    with pytest.raises(ValueError, match="ngram_buckets > 0"):
+        build_network(ArchConfig(cell="none"), 9)
+
+
 def test_cosine_schedule_and_weight_decay_reach_the_optimizer() -> None:
     import keras
 
