@@ -409,12 +409,12 @@ def run_predict(model_dir: Path, work: Path, n_single: int = 300, seed: int = 0)
     graph_lat = single_latencies(plain)
     predictor.predict_proba(texts[:1024])
     t = time.perf_counter()
-    reps = 2
+    reps = 3
     for _ in range(reps):
         predictor.predict_proba(texts)
     batch_s = time.perf_counter() - t
     return {"p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99), "mean_ms": sum(lat) / len(lat),
-            "xla": predictor.xla, "warmup_s": warmup_s,
+            "xla": predictor.xla, "warmup_s": warmup_s, "threads": predictor.threads,
             "graph_p50_ms": percentile(graph_lat, 50), "graph_p99_ms": percentile(graph_lat, 99),
             "batch_texts_per_s": reps * len(texts) / batch_s, "batch_texts": len(texts), "load_s": load_s,
             "n_single": n_single, "peak_rss_mb": peak_rss_mb()}

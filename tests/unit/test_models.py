@@ -41,7 +41,8 @@ def test_recurrent_layers_stay_cudnn_eligible() -> None:
     tuned = load_config(ROOT / "benchmarks" / "params_tuned.yaml")  # pooling, bigram branch, dropouts
     for name, arch in [(n, c.arch(n)) for c in (cfg, tuned) for n in ("lstm", "bilstm", "gru")]:
         vectors = np.zeros((100, 128), np.float32) if arch.pretrained_embeddings else None
-        net = build_network(arch, 100, embeddings=vectors)
+        idf = np.ones(100 + arch.ngram_buckets, np.float32) if arch.ngram_weighting == "tfidf" else None
+        net = build_network(arch, 100, embeddings=vectors, idf=idf)
         cells = [lay.forward_layer if isinstance(lay, keras.layers.Bidirectional) else lay for lay in net.layers]
         rnns = [c for c in cells if isinstance(c, (keras.layers.LSTM, keras.layers.GRU))]
         assert rnns, name
@@ -297,13 +298,19 @@ def test_predictor_xla_path_gives_the_graph_path_answer(tmp_path: Path, mask_zer
     assert fast.warmup() >= 0
     for text in ["oil", "oil market", "cup final oil market team", ""]:
         np.testing.assert_allclose(fast.predict_proba([text]), plain.predict_proba([text]), rtol=1e-5, atol=1e-6)
-    # Batches: large ones go through the padded (256, length) XLA block, small ones do not.
-    many = ["oil market", "cup", "team wins cup final", "zzz oil"] * 30
+    # Batches: large ones go through padded (XLA_BATCH, length) XLA blocks, on several threads;
+    # small ones do not.
+    many = ["oil market", "cup", "team wins cup final", "zzz oil"] * 100
+    fast.threads = 3
     np.testing.assert_allclose(fast.predict_proba(many), plain.predict_proba(many), rtol=1e-5, atol=1e-6)
+    assert fast._pool is not None  # several blocks: they ran on the thread pool
+    one_thread = Predictor(model, xla=True, threads=1)
+    np.testing.assert_array_equal(one_thread.predict_proba(many), fast.predict_proba(many))
+    assert one_thread._pool is None
     np.testing.assert_allclose(fast.predict_proba(many[:5]), plain.predict_proba(many[:5]), rtol=1e-5, atol=1e-6)
     long = Predictor(model, xla=True)
     long.max_length = None
-    assert [long.xla_length(n) for n in (1, 17, 64, 100, 129, 300)] == [16, 32, 64, 128, 256, 384]
+    assert [long.xla_length(n) for n in (1, 17, 33, 64, 100, 129, 300)] == [16, 24, 40, 64, 128, 256, 384]
 
 
 def test_ensemble_is_the_mean_of_its_members_and_refuses_another_vocabulary(tmp_path: Path) -> None:
