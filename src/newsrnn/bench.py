@@ -608,7 +608,7 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"| {arch} | {_fmt(r['notebook_epoch_s'])} | {_fmt(r['notebook_samples_per_s'], '.0f')} | "
             f"{_fmt(r['notebook_test_accuracy'], '.4f')} | {_fmt(r['newsrnn_epoch_s'])} | "
             f"{_fmt(r['newsrnn_samples_per_s'], '.0f')} | {_fmt(r['newsrnn_time_to_notebook_accuracy_s'])} | "
-            f"{_fmt(r['speedup'], '.1f')}x | {_fmt(r['newsrnn_test_accuracy'], '.4f')} | "
+            f"{'-' if r['speedup'] is None else format(r['speedup'], '.1f') + 'x'} | {_fmt(r['newsrnn_test_accuracy'], '.4f')} | "
             f"{_fmt(gain, '+.1f')} | "
             f"{_fmt(r['notebook_peak_rss_mb'], '.0f')} / {_fmt(r['peak_rss_mb'], '.0f')} |")
     p = results.get("predict") or {}

@@ -39,7 +39,7 @@ def test_markdown_table_shows_missing_values() -> None:
            "accuracy_gain": 0.05, "notebook_peak_rss_mb": 700.0, "peak_rss_mb": 800.0}
     table = bench.markdown_table({"archs": [row]})
     assert "| gru (vs lstm) | 10.0 |" in table
-    assert "+5.0" in table and "| -x |" in table
+    assert "+5.0" in table and "| - | - | 0.8500 |" in table  # no time to target, no speedup
 
 
 def test_bench_end_to_end_schema(tmp_path: Path) -> None:
