@@ -22,7 +22,7 @@ from typing import Any
 
 # The notebook's one-epoch test accuracy measured side by side on this machine (issue 5).
 NOTEBOOK_TARGETS = {"rnn_title": 0.7642, "rnn": 0.8351, "lstm": 0.8703, "bilstm": 0.8855, "gru": 0.8703,
-                    "wide": 0.8703}
+                    "wide": 0.8703, "wide_char": 0.8703}
 
 
 def with_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +61,8 @@ def main() -> None:
         config_from_dict(params)  # validate before spending minutes on it
         vec = params["vectorizer"]
         pre = f"_pt{vec['pretrain_dim']}" if vec.get("pretrain_dim") else ""
-        work = Path(args.work) / f"tok{vec['max_tokens']}_len{vec['max_length']}{pre}"
+        std = "_punct" if vec.get("standardize") == "lower_split_punctuation" else ""
+        work = Path(args.work) / f"tok{vec['max_tokens']}_len{vec['max_length']}{pre}{std}"
         if not (work / "vectorizer" / "config.json").exists():
             work.mkdir(parents=True, exist_ok=True)
             _child("prepare", {"params": params, "data_dir": str(Path(args.data_dir).resolve()),

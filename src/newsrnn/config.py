@@ -17,7 +17,9 @@ from typing import Any, Literal
 
 # wide is no RNN: a TF-IDF-weighted bag of words and hashed bigrams, the linear model a user would
 # otherwise pick instead; it is cheap, and as an ensemble member it errs differently from the RNNs.
-KNOWN_ARCHS = ("rnn_title", "rnn", "lstm", "bilstm", "gru", "wide")
+# wide_char is the same over hashed character n-grams of the raw text (case and punctuation kept
+# apart from the word vocabulary): the member that errs most differently.
+KNOWN_ARCHS = ("rnn_title", "rnn", "lstm", "bilstm", "gru", "wide", "wide_char")
 CLASS_NAMES = ("World", "Sports", "Business", "Sci/Tech")
 
 
@@ -53,6 +55,11 @@ class VectorizerConfig:
     # pretrained_embeddings: true and take the leading embed_dim components.
     pretrain_dim: int = 0
     pretrain_window: int = 5
+    # How text becomes tokens. lower_and_strip_punctuation is Keras' default (the notebook's);
+    # lower_split_punctuation keeps every punctuation mark as a token of its own ("(reuters)" ->
+    # "( reuters )", "$4.5" -> "$ 4 . 5"): news wires, money and percentages mark topics, and
+    # TF-IDF + logistic regression gains 0.4 points of validation accuracy from them here.
+    standardize: Literal["lower_and_strip_punctuation", "lower_split_punctuation"] = "lower_and_strip_punctuation"
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,13 @@ class ArchConfig:
     # its inverse document frequency in the training split, then L2-normalised, as TF-IDF does).
     ngram_weighting: Literal["mean", "tfidf"] = "mean"
     pretrained_embeddings: bool = False  # start from the vectorizer's pre-trained word vectors
+    # What the network reads: the shared word vocabulary's token ids, or (with cell: none) hashed
+    # character n-grams of the lower-cased raw text, n from char_ngram_min to char_ngram_max, into
+    # ngram_buckets ids; only the first max_chars characters count.
+    tokens: Literal["words", "char_ngrams"] = "words"
+    char_ngram_min: int = 2
+    char_ngram_max: int = 5
+    max_chars: int = 1000
     # null = the train.* value; set to give one architecture its own schedule.
     batch_size: int | None = None
     learning_rate: float | None = None
@@ -208,6 +222,9 @@ _ARCH_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "embed_dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "ngram_buckets": (lambda v: v >= 0, "an integer >= 0 (0 = no n-gram branch)"),
     "ngram_dim": (lambda v: v >= 1, "an integer >= 1"),
+    "char_ngram_min": (lambda v: v >= 1, "an integer >= 1"),
+    "char_ngram_max": (lambda v: 1 <= v <= 8, "an integer from 1 to 8"),
+    "max_chars": (lambda v: v >= 1, "an integer >= 1"),
     "batch_size": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "learning_rate": (lambda v: v is None or v > 0, "null or a number > 0"),
     "epochs": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
@@ -319,7 +336,14 @@ def _build_archs(raw: Any, path: str) -> dict[str, ArchConfig]:
             raise ConfigError(
                 f"{path}.{name}: unknown architecture; known: {', '.join(KNOWN_ARCHS)}"
             )
-        out[name] = _build(ArchConfig, section, f"{path}.{name}")
+        arch = out[name] = _build(ArchConfig, section, f"{path}.{name}")
+        if arch.tokens == "char_ngrams":
+            if arch.cell != "none" or arch.ngram_buckets == 0 or arch.pretrained_embeddings:
+                raise ConfigError(f"{path}.{name}.tokens: char_ngrams needs cell: none, ngram_buckets > 0 "
+                                  "and no pretrained_embeddings (the n-gram bag is the whole network)")
+            if arch.char_ngram_min > arch.char_ngram_max:
+                raise ConfigError(f"{path}.{name}.char_ngram_min: {arch.char_ngram_min} is above "
+                                  f"char_ngram_max {arch.char_ngram_max}")
     return out
 
 

@@ -34,30 +34,71 @@ def member_dirs(cfg: Config, models_root: str | Path = "artifacts/models") -> li
     return dirs
 
 
-def build_ensemble(models: list[Any]) -> Any:
-    """One raw-text model from exported text models: shared vectorizer, mean of their networks.
+def _front_kind(model: Any) -> str:
+    """``words`` (the shared TextVectorization) or ``chars`` (a CharNgramIds front end)."""
+    import keras
 
-    The networks are wrapped in an inner ``ensemble_network`` (ids -> probabilities), so the
-    exported model has the same shape as a single architecture's: vectorizer, guard, network.
+    return "words" if isinstance(model.get_layer("vectorizer"), keras.layers.TextVectorization) else "chars"
+
+
+def _front_settings(model: Any) -> dict[str, Any]:
+    """What two members of one front kind must agree on to share their front end."""
+    vec, guard = model.get_layer("vectorizer"), model.get_layer("guard_ids")
+    if _front_kind(model) == "words":
+        return {"vocabulary": vec.get_vocabulary(), "max_length": guard.max_length,
+                "standardize": str(vec.get_config().get("standardize"))}
+    return {k: v for k, v in vec.get_config().items() if k in ("buckets", "min_n", "max_n", "max_chars")}
+
+
+def build_ensemble(models: list[Any]) -> Any:
+    """One raw-text model from exported text models: the mean of their class probabilities.
+
+    Members that read words share the first one's vectorizer; their networks are wrapped in an
+    inner ``ensemble_network`` (ids -> probabilities), so an all-word ensemble has the shape of a
+    single architecture: vectorizer, guard, network. Members that read character n-grams form a
+    second part (``vectorizer_1``, ``guard_ids_1``, ``ensemble_network_1``), and a ``mean_probs``
+    layer weighs each part's mean by its number of members: the plain mean over all members.
     """
     import keras
 
-    first = models[0]
-    vocab = first.get_layer("vectorizer").get_vocabulary()
-    max_length = first.get_layer("guard_ids").max_length
-    for m in models[1:]:
-        if m.get_layer("vectorizer").get_vocabulary() != vocab:
-            raise ArtifactError(f"{m.layers[-1].name}: trained with another vocabulary; ensemble members "
-                                "must share the vectorizer (re-train them in one pipeline run)")
-        if m.get_layer("guard_ids").max_length != max_length:
-            raise ArtifactError(f"{m.layers[-1].name}: trained with another vectorizer.max_length")
-    ids = keras.Input(shape=(None,), dtype="int64", name="token_ids")
-    outputs = [m.layers[-1](ids) for m in models]
-    network = keras.Model(ids, keras.layers.Average(name="mean_probs")(outputs), name="ensemble_network")
+    from newsrnn.models import char_front, guard_layer, parts_mean
 
+    groups: dict[str, list[Any]] = {}
+    for m in models:
+        groups.setdefault(_front_kind(m), []).append(m)
+    for kind, members in groups.items():
+        ref = _front_settings(members[0])
+        for m in members[1:]:
+            got = _front_settings(m)
+            for key in ref:
+                if got[key] != ref[key]:
+                    what = "another vocabulary" if key == "vocabulary" else f"another {key}"
+                    raise ArtifactError(f"{m.layers[-1].name}: trained with {what} than {members[0].layers[-1].name}; "
+                                        f"ensemble members reading {kind} must share the vectorizer "
+                                        "(re-train them in one pipeline run)")
     text = keras.Input(shape=(), dtype="string", name="text")
-    guarded = first.get_layer("guard_ids")(first.get_layer("vectorizer")(text))
-    return keras.Model(text, network(guarded), name="newsrnn_ensemble")
+    parts, counts = [], []
+    for i, kind in enumerate(k for k in ("words", "chars") if k in groups):
+        members, sfx = groups[kind], "" if i == 0 else f"_{i}"
+        ids = keras.Input(shape=(None,), dtype="int64", name=f"token_ids{sfx}")
+        outputs = [m.layers[-1](ids) for m in members]
+        mean = outputs[0] if len(outputs) == 1 else keras.layers.Average(name=f"mean_probs{sfx}")(outputs)
+        network = keras.Model(ids, mean, name=f"ensemble_network{sfx}")
+        first = members[0]
+        if i == 0:
+            vec, guard = first.get_layer("vectorizer"), first.get_layer("guard_ids")
+        else:  # fresh, renamed copies: layer names must be unique in one model (char fronts hold no weights)
+            cfg = first.get_layer("vectorizer").get_config()
+            from newsrnn.config import ArchConfig
+
+            vec = char_front(ArchConfig(cell="none", tokens="char_ngrams", ngram_buckets=cfg["buckets"],
+                                        char_ngram_min=cfg["min_n"], char_ngram_max=cfg["max_n"],
+                                        max_chars=cfg["max_chars"]), name=f"vectorizer{sfx}")
+            guard = guard_layer(first.get_layer("guard_ids").max_length, name=f"guard_ids{sfx}")
+        parts.append(network(guard(vec(text))))
+        counts.append(len(members))
+    out = parts[0] if len(parts) == 1 else parts_mean(tuple(counts))(parts)
+    return keras.Model(text, out, name="newsrnn_ensemble")
 
 
 def ensemble_arch(cfg: Config) -> ArchConfig:

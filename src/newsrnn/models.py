@@ -137,8 +137,71 @@ def _layers() -> Any:
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "size": self.size}
 
+    @keras.saving.register_keras_serializable(package="newsrnn", name="split_punctuation")
+    def split_punctuation(text: Any) -> Any:
+        """Lower-case, and set every punctuation mark apart as a token of its own (apostrophes
+        stay inside words: "company's"). Registered, so safe-mode loading finds it by name."""
+        return tf.strings.regex_replace(tf.strings.lower(text), r"([^\pL\pN\s'])", r" \1 ")
+
+    @keras.saving.register_keras_serializable(package="newsrnn")
+    class CharNgramIds(keras.layers.Layer):
+        """Raw strings (batch,) -> hashed character n-gram ids (batch, L), right-padded with 0.
+
+        The front end of ``tokens: char_ngrams`` networks, in place of the word vectorizer. The
+        text is lower-cased (case-insensitive, like the words) but keeps its punctuation, digits
+        and every word beyond the vocabulary. Each run of ``min_n`` to ``max_n`` characters of the
+        first ``max_chars`` is hashed with integer arithmetic (fast: no per-n-gram strings) into
+        ids 1..buckets; its length salts the hash. Ids of one text come in text order per n.
+        """
+
+        def __init__(self, buckets: int = 1, min_n: int = 2, max_n: int = 5, max_chars: int = 1000,
+                     **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.buckets, self.min_n, self.max_n, self.max_chars = buckets, min_n, max_n, max_chars
+
+        def call(self, text: Any) -> Any:
+            text = tf.strings.lower(tf.convert_to_tensor(text, tf.string), encoding="utf-8")
+            chars = tf.strings.unicode_decode(text, "UTF-8", errors="replace")[:, : self.max_chars]
+            codes = tf.cast(chars.to_tensor(0), tf.int64)
+            lengths = tf.cast(chars.row_lengths(), tf.int64)[:, None]
+            total = tf.shape(codes, out_type=tf.int64)[1]
+            ids, valid = [], []
+            for n in range(self.min_n, self.max_n + 1):
+                width = tf.maximum(total - n + 1, 0)
+                h = tf.zeros_like(codes[:, :width])
+                for k in range(n):
+                    h = (h * 1000003 + codes[:, k:k + width]) % 2147483647
+                ids.append((h + 7919 * n) % self.buckets + 1)
+                valid.append(tf.range(width)[None, :] + n <= lengths)
+            ids, valid = tf.concat(ids, axis=1), tf.concat(valid, axis=1)
+            return tf.ragged.boolean_mask(ids, valid).to_tensor(0)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "buckets": self.buckets, "min_n": self.min_n,
+                    "max_n": self.max_n, "max_chars": self.max_chars}
+
+    @keras.saving.register_keras_serializable(package="newsrnn")
+    class PartsMean(keras.layers.Layer):
+        """The mean over all ensemble members when they come in parts (one per front end):
+        each part's mean probabilities weigh by its number of members."""
+
+        def __init__(self, counts: tuple[int, ...] = (1,), **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.counts = tuple(int(c) for c in counts)
+
+        def call(self, parts: Any) -> Any:
+            total = float(sum(self.counts))
+            return tf.add_n([p * (c / total) for p, c in zip(parts, self.counts)])
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            return input_shape[0]
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "counts": list(self.counts)}
+
     return types.SimpleNamespace(GuardIds=GuardIds, guard_ids=guard_ids, NgramIds=NgramIds, MaskedMax=MaskedMax,
-                                 IdfBag=IdfBag)
+                                 IdfBag=IdfBag, split_punctuation=split_punctuation, CharNgramIds=CharNgramIds,
+                                 PartsMean=PartsMean)
 
 
 def guard_ids(ids: Any, max_length: int | None) -> Any:
@@ -146,9 +209,57 @@ def guard_ids(ids: Any, max_length: int | None) -> Any:
     return _layers().guard_ids(ids, max_length)
 
 
-def guard_layer(max_length: int | None) -> Any:
+def standardizer(name: str) -> Any:
+    """What TextVectorization's ``standardize`` gets for ``vectorizer.standardize``: Keras' own
+    string for its built-in mode, the registered ``split_punctuation`` function otherwise."""
+    if name == "lower_and_strip_punctuation":
+        return name
+    if name == "lower_split_punctuation":
+        return _layers().split_punctuation
+    raise ValueError(f"vectorizer.standardize: unknown mode {name!r}")
+
+
+def guard_layer(max_length: int | None, name: str = "guard_ids") -> Any:
     """A GuardIds layer."""
-    return _layers().GuardIds(max_length=max_length, name="guard_ids")
+    return _layers().GuardIds(max_length=max_length, name=name)
+
+
+def char_front(arch: ArchConfig, name: str = "vectorizer") -> Any:
+    """The ``tokens: char_ngrams`` front end (in the exported model where the word vectorizer
+    would be, under the same name)."""
+    return _layers().CharNgramIds(arch.ngram_buckets, arch.char_ngram_min, arch.char_ngram_max,
+                                  arch.max_chars, name=name)
+
+
+def char_front_max_length(arch: ArchConfig) -> int:
+    """The most n-gram ids a text can give: the guard's cap for a char front."""
+    return sum(max(0, arch.max_chars - n + 1) for n in range(arch.char_ngram_min, arch.char_ngram_max + 1))
+
+
+def parts_mean(counts: tuple[int, ...]) -> Any:
+    """A PartsMean layer (the ensemble's combiner when members read different front ends)."""
+    return _layers().PartsMean(counts=counts, name="mean_probs")
+
+
+def ngram_table_size(arch: ArchConfig, vocab_size: int) -> int:
+    """Rows of the n-gram embedding (and idf) table: words + bigram buckets, or 1 + char buckets."""
+    if arch.tokens == "char_ngrams":
+        return arch.ngram_buckets + 1
+    return vocab_size + arch.ngram_buckets
+
+
+def id_idf(rows: Any, size: int) -> Any:
+    """Smoothed idf, ``ln((1 + n) / (1 + df)) + 1``, of every id in ``range(size)`` over ``rows``
+    (unpadded id arrays, used as they are: a char front's ids); id 0 gets 0."""
+    import numpy as np
+
+    df = np.zeros(size, dtype=np.int64)
+    for start in range(0, len(rows), 4096):
+        chunk = [np.unique(r) for r in rows[start:start + 4096]]
+        df += np.bincount(np.concatenate(chunk), minlength=size)
+    idf = (np.log((1.0 + len(rows)) / (1.0 + df)) + 1.0).astype(np.float32)
+    idf[0] = 0.0
+    return idf
 
 
 def ngram_ids_np(row: Any, vocab_size: int, buckets: int) -> Any:
@@ -193,22 +304,27 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embe
             raise ValueError(f"pre-trained vectors of shape {tuple(embeddings.shape)} do not fit a "
                              f"vocabulary of {vocab_size} and embed_dim {arch.embed_dim}")
     tfidf = arch.ngram_buckets > 0 and arch.ngram_weighting == "tfidf"
-    if tfidf and (idf is None or len(idf) != vocab_size + arch.ngram_buckets):
-        raise ValueError(f"ngram_weighting tfidf needs an idf table of {vocab_size + arch.ngram_buckets} "
-                         f"entries (ngram_idf of the training rows); got {None if idf is None else len(idf)}")
+    table = ngram_table_size(arch, vocab_size)
+    if tfidf and (idf is None or len(idf) != table):
+        raise ValueError(f"ngram_weighting tfidf needs an idf table of {table} "
+                         f"entries (idf of the training rows); got {None if idf is None else len(idf)}")
     if arch.cell == "none" and arch.ngram_buckets == 0:
         raise ValueError("cell none needs ngram_buckets > 0: the n-gram branch is the whole network")
+    if arch.tokens == "char_ngrams" and arch.cell != "none":
+        raise ValueError("tokens char_ngrams needs cell none: a char n-gram bag has no word sequence to recur over")
 
     inputs = keras.Input(shape=(None,), dtype="int64", name="token_ids")
     features = []
     if arch.cell != "none":
         features.append(_recurrent_features(arch, vocab_size, inputs, embeddings))
     if arch.ngram_buckets > 0:
-        ngram_ids = _layers().NgramIds(vocab_size, arch.ngram_buckets, name="ngram_ids")(inputs)
-        bag = keras.layers.Embedding(vocab_size + arch.ngram_buckets, arch.ngram_dim, mask_zero=True,
+        # Char fronts hand over n-gram ids already; word ids get their hashed bigrams here.
+        ngram_ids = (inputs if arch.tokens == "char_ngrams" else
+                     _layers().NgramIds(vocab_size, arch.ngram_buckets, name="ngram_ids")(inputs))
+        bag = keras.layers.Embedding(table, arch.ngram_dim, mask_zero=True,
                                      name="ngram_embedding")(ngram_ids)
         if tfidf:
-            weigher = _layers().IdfBag(vocab_size + arch.ngram_buckets, name="ngram_tfidf")
+            weigher = _layers().IdfBag(table, name="ngram_tfidf")
             bag = weigher([ngram_ids, bag])
             weigher.set_weights([idf])
         else:

@@ -193,10 +193,30 @@ class Datasets:
         return self._dataset(self._val, self.batch_indices(self._val[1], max(256, self.batch_size), None))
 
 
+def build_front(arch: ArchConfig, vec_dir: str | Path) -> tuple[Any, int | None, int]:
+    """What turns an architecture's raw text into ids: (layer, guard max_length, vocab size).
+
+    The shared word vectorizer of ``vec_dir``, or for ``tokens: char_ngrams`` the char n-gram
+    hasher (which needs no vocabulary; its ids run to ``ngram_buckets``).
+    """
+    if arch.tokens == "char_ngrams":
+        from newsrnn.models import char_front, char_front_max_length
+
+        return char_front(arch), char_front_max_length(arch), arch.ngram_buckets + 1
+    from newsrnn.vectorize import build_vectorizer
+
+    vectorizer, vec_config = build_vectorizer(vec_dir)
+    return vectorizer, vec_config["max_length"], vec_config["vocab_size"]
+
+
 def idf_of(arch: ArchConfig, vocab_size: int, data: Datasets) -> Any:
     """The n-gram idf table ``arch`` needs (ngram_weighting tfidf), from the training rows; else None."""
     if arch.ngram_buckets == 0 or arch.ngram_weighting != "tfidf":
         return None
+    if arch.tokens == "char_ngrams":
+        from newsrnn.models import id_idf
+
+        return id_idf(data.train_rows, arch.ngram_buckets + 1)
     from newsrnn.models import ngram_idf
 
     return ngram_idf(data.train_rows, vocab_size, arch.ngram_buckets)
@@ -364,8 +384,8 @@ def train(
     train_df, val_df, _ = load_splits(prepared_dir)
     if data_sha is None:
         data_sha = prepared_data_sha(prepared_dir)
-    vectorizer, vec_config = build_vectorizer(vec_dir)
-    max_length = vec_config["max_length"]
+    _, vec_config = build_vectorizer(vec_dir)  # verified even when this arch reads characters
+    vectorizer, max_length, vocab_size = build_front(arch, vec_dir)
     data = Datasets(vectorizer, max_length, train_df, val_df, arch, tcfg, cfg.seed)
     lr = learning_rate_of(arch, cfg.train)
 
@@ -393,9 +413,9 @@ def train(
                             "tuned": bool(tuned_path and Path(tuned_path).exists())})
 
     with strategy.scope():
-        network = build_network(arch, vec_config["vocab_size"], name=f"{arch_name}_network",
+        network = build_network(arch, vocab_size, name=f"{arch_name}_network",
                                 embeddings=initial_embeddings(arch, vec_dir),
-                                idf=idf_of(arch, vec_config["vocab_size"], data))
+                                idf=idf_of(arch, vocab_size, data))
         compile_network(network, lr, xla=cfg.train.xla and gpu_count() > 0, train_cfg=tcfg,
                         total_steps=data.steps_per_epoch() * tcfg.epochs)
 

@@ -149,21 +149,21 @@ class Objective:
         from newsrnn.runtime import setup_runtime
 
         setup_runtime(cfg.seed)
-        from newsrnn.train import Datasets, idf_of, load_splits, train_config_of
-        from newsrnn.vectorize import build_vectorizer, initial_embeddings
+        from newsrnn.train import Datasets, build_front, idf_of, load_splits, train_config_of
+        from newsrnn.vectorize import initial_embeddings
 
         self.cfg = cfg
         self.arch_name = arch_name
         train_df, val_df, _ = load_splits(prepared_dir)
         if cfg.tune.max_train_rows and len(train_df) > cfg.tune.max_train_rows:
             train_df = train_df.sample(n=cfg.tune.max_train_rows, random_state=cfg.seed)
-        self.vectorizer, self.vec_config = build_vectorizer(vec_dir)
+        self.vectorizer, max_length, self.vocab_size = build_front(cfg.arch(arch_name), vec_dir)
         self.embeddings = initial_embeddings(cfg.arch(arch_name), vec_dir)
         # The architecture's own batching applies; its epochs do not (tune.epochs_per_trial).
         batching = train_config_of(cfg.arch(arch_name), cfg.train).batching
-        self.data = Datasets(self.vectorizer, self.vec_config["max_length"], train_df, val_df,
+        self.data = Datasets(self.vectorizer, max_length, train_df, val_df,
                              cfg.arch(arch_name), replace(cfg.train, batching=batching), cfg.seed)
-        self.idf = idf_of(cfg.arch(arch_name), self.vec_config["vocab_size"], self.data)
+        self.idf = idf_of(cfg.arch(arch_name), self.vocab_size, self.data)
 
     def __call__(self, trial: Any) -> float:
         import keras
@@ -177,7 +177,7 @@ class Objective:
         keras.backend.clear_session()
         gc.collect()
         self.data.batch_size = params["batch_size"]
-        network = build_network(arch, self.vec_config["vocab_size"], embeddings=self.embeddings, idf=self.idf)
+        network = build_network(arch, self.vocab_size, embeddings=self.embeddings, idf=self.idf)
         compile_network(network, params["learning_rate"], train_cfg=self.cfg.train,
                         total_steps=self.data.steps_per_epoch() * self.cfg.tune.epochs_per_trial)
         epochs_run = []

@@ -51,7 +51,10 @@ def vectorize(cfg: VectorizerConfig, prepared_dir: str | Path = "data/prepared",
     text = training_text(train, cfg.adapt_fields)
     if cfg.adapt_rows is not None:
         text = text.head(cfg.adapt_rows)
-    layer = keras.layers.TextVectorization(max_tokens=cfg.max_tokens, output_mode="int")
+    from newsrnn.models import standardizer
+
+    layer = keras.layers.TextVectorization(max_tokens=cfg.max_tokens, output_mode="int",
+                                           standardize=standardizer(cfg.standardize))
     layer.adapt(text.to_numpy(dtype=object).astype(str), batch_size=1024)
     vocab = layer.get_vocabulary()
     with atomic_dir(out_dir) as tmp:
@@ -63,7 +66,7 @@ def vectorize(cfg: VectorizerConfig, prepared_dir: str | Path = "data/prepared",
             "vocab_size": len(vocab),
             "adapt_fields": list(cfg.adapt_fields),
             "adapt_rows": cfg.adapt_rows,
-            "standardize": "lower_and_strip_punctuation",
+            "standardize": cfg.standardize,
             "vocab_sha256": sha256_file(tmp / "vocab.txt"),
             "pretrain_dim": cfg.pretrain_dim,
         }
@@ -149,7 +152,14 @@ def build_vectorizer(vec_dir: str | Path = "artifacts/vectorizer") -> Any:
     """A TextVectorization layer with the saved vocabulary (no re-adapting)."""
     import keras
 
+    from newsrnn.models import standardizer
+
     tokens, config = load_vectorizer_spec(vec_dir)
+    try:
+        standardize = standardizer(config.get("standardize", "lower_and_strip_punctuation"))
+    except ValueError as exc:
+        raise ArtifactError(f"{Path(vec_dir) / 'config.json'}: {exc}; re-run `newsrnn vectorize`") from None
     return keras.layers.TextVectorization(
-        max_tokens=config["max_tokens"], output_mode="int", vocabulary=tokens, name="vectorizer"
+        max_tokens=config["max_tokens"], output_mode="int", vocabulary=tokens, standardize=standardize,
+        name="vectorizer"
     ), config

@@ -45,7 +45,8 @@ def test_repo_params_load() -> None:
         ({"architectures.wide.ngram_buckets": 0}, "architectures.wide.ngram_buckets: cell none has no recurrent layer"),
         ({"architectures.wide.pretrained_embeddings": True, "vectorizer.pretrain_dim": 16},
          "architectures.wide.pretrained_embeddings: cell none has no word embedding"),
-        ({"architectures.wide.ngram_weighting": "bm25"}, "architectures.wide.ngram_weighting: expected one of 'mean', 'tfidf'"),
+        ({"architectures.wide.ngram_weighting": "bm25"},
+         "architectures.wide.ngram_weighting: expected one of 'mean', 'tfidf'"),
     ],
 )
 def test_bad_values_name_the_key(override: dict, message: str) -> None:

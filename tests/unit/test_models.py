@@ -107,6 +107,41 @@ def test_notebook_vectorizer_setting_is_expressible(tmp_path: Path) -> None:
     assert sorted(tokens) == ["alpha", "beta"]
 
 
+def test_split_punctuation_vectorizer_keeps_marks_as_tokens_and_loads_safely(tmp_path: Path) -> None:
+    from newsrnn.config import ArchConfig, VectorizerConfig
+    from newsrnn.fileio import atomic_dir
+    from newsrnn.modelio import load_text_model, save_text_model
+    from newsrnn.models import build_network, build_text_model
+    from newsrnn.vectorize import build_vectorizer, load_vectorizer_spec, vectorize
+
+    prep = tmp_path / "prepared"
+    prep.mkdir()
+    pd.DataFrame({"label": [0, 2, 3], "title": ["Oil up 5% (Reuters)", "U.S. company's $4.5 billion", "Café!"],
+                  "description": ["x", "y", "z"], "line": [1, 2, 3]}).to_parquet(prep / "train.parquet")
+    vectorize(VectorizerConfig(standardize="lower_split_punctuation"), prep, tmp_path / "vec")
+    tokens, config = load_vectorizer_spec(tmp_path / "vec")
+    assert config["standardize"] == "lower_split_punctuation"
+    assert {"(", ")", "%", "$", ".", "!", "company's", "café", "reuters"} <= set(tokens)
+    vec, config = build_vectorizer(tmp_path / "vec")
+    ids = vec(tf.constant(["(Reuters) oil!"])).numpy()[0].tolist()
+    assert [tokens[i - 2] for i in ids] == ["(", "reuters", ")", "oil", "!"]
+    # The registered standardize function survives a safe-mode save and load.
+    model = build_text_model(vec, build_network(ArchConfig(cell="gru", embed_dim=4, units=3), config["vocab_size"]),
+                             config["max_length"])
+    with atomic_dir(tmp_path / "model") as d:
+        save_text_model(model, d)
+    loaded = load_text_model(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.get_layer("vectorizer")(tf.constant(["(Reuters) oil!"])).numpy()[0], ids)
+    # The default stays Keras' own (the notebook's): punctuation is dropped.
+    vectorize(VectorizerConfig(), prep, tmp_path / "vec_default")
+    assert "(" not in load_vectorizer_spec(tmp_path / "vec_default")[0]
+    # An unknown mode in a saved config is named, not a Keras traceback.
+    cfg_path = tmp_path / "vec" / "config.json"
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "standardize": "shout"}))
+    with pytest.raises(ArtifactError, match="config.json: vectorizer.standardize: unknown mode 'shout'"):
+        build_vectorizer(tmp_path / "vec")
+
+
 def test_exported_model_takes_raw_text(tmp_path: Path) -> None:
     from newsrnn.config import ArchConfig
     from newsrnn.fileio import atomic_dir
@@ -309,7 +344,7 @@ def test_predictor_xla_path_gives_the_graph_path_answer(tmp_path: Path, mask_zer
     assert one_thread._pool is None
     np.testing.assert_allclose(fast.predict_proba(many[:5]), plain.predict_proba(many[:5]), rtol=1e-5, atol=1e-6)
     long = Predictor(model, xla=True)
-    long.max_length = None
+    long.parts[0].max_length = None
     assert [long.xla_length(n) for n in (1, 17, 33, 64, 100, 129, 300)] == [16, 24, 40, 64, 128, 256, 384]
 
 
@@ -338,3 +373,104 @@ def test_ensemble_is_the_mean_of_its_members_and_refuses_another_vocabulary(tmp_
     odd = build_text_model(other, build_network(ArchConfig(embed_dim=3, units=2), 4, name="odd_network"), 4)
     with pytest.raises(ArtifactError, match="another vocabulary"):
         build_ensemble([members[0], odd])
+
+
+def _char_arch(**kw: object) -> object:
+    from newsrnn.config import ArchConfig
+
+    base = dict(cell="none", tokens="char_ngrams", ngram_buckets=97, ngram_dim=4, ngram_weighting="tfidf",
+                char_ngram_min=2, char_ngram_max=4, max_chars=12)
+    return ArchConfig(**{**base, **kw})
+
+
+def test_char_ngram_ids_hash_lowercased_raw_text_and_cap_characters() -> None:
+    from newsrnn.models import char_front, char_front_max_length
+
+    front = char_front(_char_arch())
+    ids = front(tf.constant(["Oil!", "oil!", "", "abcdefghijklmnopqrstuvwxyz", "é"])).numpy()
+    # "oil!" has 3 bigrams, 2 trigrams and 1 four-gram; case does not matter, punctuation does.
+    assert (ids[0] != 0).sum() == 6 and ids[0].tolist() == ids[1].tolist()
+    assert ids[0][:6].min() >= 1 and ids.max() <= 97
+    assert set(ids[0][:6].tolist()) != set(front(tf.constant(["oil"])).numpy()[0].tolist())
+    assert (ids[2] == 0).all() and (ids[4] == 0).all()  # no n-gram in an empty or 1-character text
+    # Only the first max_chars=12 characters count: 11 + 10 + 9 n-grams, the guard's cap.
+    assert (ids[3] != 0).sum() == 30 == char_front_max_length(_char_arch())
+    # Right-padded: every row's ids come first, then only zeros.
+    for row in ids:
+        n = int((row != 0).sum())
+        assert (row[:n] != 0).all() and (row[n:] == 0).all()
+
+
+def test_wide_char_network_is_padding_invariant_and_survives_save_load(tmp_path: Path) -> None:
+    from newsrnn.fileio import atomic_dir
+    from newsrnn.modelio import Predictor, save_text_model
+    from newsrnn.models import build_network, build_text_model, char_front, char_front_max_length, id_idf
+
+    arch = _char_arch()
+    front = char_front(arch)
+    rows = [r[r != 0] for r in front(tf.constant(["oil prices up", "cup final", "oil market"])).numpy()]
+    idf = id_idf(rows, arch.ngram_buckets + 1)
+    assert idf[0] == 0 and idf.max() > idf[rows[0][0]] - 1e-6
+    net = build_network(arch, arch.ngram_buckets + 1, idf=idf)
+    ids = front(tf.constant(["oil prices"])).numpy()
+    padded = np.concatenate([ids, np.zeros((1, 7), dtype=ids.dtype)], axis=1)
+    np.testing.assert_allclose(net(ids).numpy(), net(padded).numpy(), rtol=1e-6)
+    model = build_text_model(front, net, char_front_max_length(arch))
+    with atomic_dir(tmp_path / "model") as d:
+        save_text_model(model, d)
+    pred = Predictor.from_path(tmp_path / "model", xla=True)
+    assert not pred.xla  # a bag of n-grams keeps the plain graph path
+    texts = ["Oil prices up", "", "cup final " * 50]
+    np.testing.assert_allclose(pred.predict_proba(texts), model(tf.constant(texts)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_of_word_and_char_members_is_the_mean_of_all(tmp_path: Path) -> None:
+    from newsrnn.config import ArchConfig
+    from newsrnn.ensemble import build_ensemble
+    from newsrnn.fileio import atomic_dir
+    from newsrnn.modelio import Predictor, load_text_model, model_parts, save_text_model
+    from newsrnn.models import build_network, build_text_model, char_front, char_front_max_length
+    from newsrnn.vectorize import build_vectorizer
+
+    vec_dir = _vectorizer_dir(tmp_path)
+    members = []
+    for i, arch in enumerate([ArchConfig(cell="gru", embed_dim=4, units=3),
+                              ArchConfig(cell="lstm", embed_dim=5, units=2, pooling="max")]):
+        vec, config = build_vectorizer(vec_dir)
+        members.append(build_text_model(vec, build_network(arch, config["vocab_size"], name=f"m{i}_network"),
+                                        config["max_length"]))
+    chars = _char_arch(ngram_weighting="mean")
+    members.append(build_text_model(char_front(chars), build_network(chars, 98, name="c_network"),
+                                    char_front_max_length(chars)))
+    model = build_ensemble(members)
+    with atomic_dir(tmp_path / "ens") as d:
+        save_text_model(model, d)
+    loaded = load_text_model(tmp_path / "ens")
+    assert [p[3] for p in model_parts(loaded)] == [2, 1]  # the word part holds 2 members, the char part 1
+    texts = ["Oil market!", "cup final team wins", "", "oil " * 40]
+    expected = np.mean([m(tf.constant(texts)).numpy() for m in members], axis=0)
+    np.testing.assert_allclose(loaded(tf.constant(texts)).numpy(), expected, rtol=1e-5, atol=1e-6)
+    for kwargs in ({}, {"xla": True, "threads": 2}):
+        pred = Predictor(loaded, **kwargs)
+        np.testing.assert_allclose(pred.predict_proba(texts), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(pred.predict_proba(texts[:1]), expected[:1], rtol=1e-5, atol=1e-6)
+    other = _char_arch(ngram_buckets=50, ngram_weighting="mean")
+    odd = build_text_model(char_front(other), build_network(other, 51, name="odd_network"), 30)
+    with pytest.raises(ArtifactError, match="another buckets"):
+        build_ensemble([members[0], members[2], odd])
+
+
+def test_char_tokens_need_a_bag_network() -> None:
+    from newsrnn.config import ConfigError, config_from_dict
+
+    params = load_config(ROOT / "params.yaml")
+    from newsrnn.config import config_to_dict
+
+    raw = config_to_dict(params)
+    raw["architectures"]["wide"]["tokens"] = "char_ngrams"
+    raw["architectures"]["wide"]["cell"] = "gru"
+    with pytest.raises(ConfigError, match="architectures.wide.tokens: char_ngrams needs cell: none"):
+        config_from_dict(raw)
+    raw["architectures"]["wide"].update(cell="none", char_ngram_min=4, char_ngram_max=3)
+    with pytest.raises(ConfigError, match="char_ngram_min: 4 is above char_ngram_max 3"):
+        config_from_dict(raw)
