@@ -137,6 +137,15 @@ class _Part:
         # One text never needs padding: a single graph call from string to probabilities.
         self.one = tf.function(lambda x: network(guard(vectorizer(x)), training=False),
                                input_signature=[tf.TensorSpec([1], tf.string)])
+        # A char n-gram front gives ~4 ids per character: vectorizing a whole batch at once would
+        # pad every row to the longest text's thousands of ids. Such parts run string blocks of
+        # similar character length instead, front end included, on the worker threads.
+        import keras
+
+        self.by_chars = not isinstance(vectorizer, keras.layers.TextVectorization)
+        if self.by_chars:
+            self.full = tf.function(lambda x: network(guard(vectorizer(x)), training=False),
+                                    input_signature=[tf.TensorSpec([None], tf.string)])
         # With a mask, right padding does not change a prediction, so length-sorted texts can
         # share large batches; without one, only texts of equal token count may share a batch.
         self.masked = masks_padding(network)
@@ -184,6 +193,14 @@ class _Part:
         import numpy as np
         import tensorflow as tf
 
+        if self.by_chars and self.masked:
+            order = np.argsort([len(t) for t in clipped], kind="stable")
+            blocks = [order[start:start + XLA_BATCH] for start in range(0, len(order), XLA_BATCH)]
+
+            def run_texts(chunk: Any) -> Any:
+                return self.full(tf.constant([clipped[i] for i in chunk])).numpy()
+
+            return blocks, [(chunk, run_texts) for chunk in blocks]
         ids = self.ids(tf.constant(clipped)).numpy()
         lengths = np.maximum((ids != 0).sum(axis=1), 1)
         if self.masked:

@@ -151,7 +151,7 @@ def _layers() -> Any:
         text is lower-cased (case-insensitive, like the words) but keeps its punctuation, digits
         and every word beyond the vocabulary. Each run of ``min_n`` to ``max_n`` characters of the
         first ``max_chars`` is hashed with integer arithmetic (fast: no per-n-gram strings) into
-        ids 1..buckets; its length salts the hash. Ids of one text come in text order per n.
+        ids 1..buckets; its length salts the hash. A text's ids come by start position, right-padded.
         """
 
         def __init__(self, buckets: int = 1, min_n: int = 2, max_n: int = 5, max_chars: int = 1000,
@@ -162,19 +162,27 @@ def _layers() -> Any:
         def call(self, text: Any) -> Any:
             text = tf.strings.lower(tf.convert_to_tensor(text, tf.string), encoding="utf-8")
             chars = tf.strings.unicode_decode(text, "UTF-8", errors="replace")[:, : self.max_chars]
-            codes = tf.cast(chars.to_tensor(0), tf.int64)
-            lengths = tf.cast(chars.row_lengths(), tf.int64)[:, None]
-            total = tf.shape(codes, out_type=tf.int64)[1]
+            # On the flat characters of all texts, row after row: no work on padding, whatever
+            # the longest text in the batch. An n-gram starting at a character is valid if it
+            # ends inside the same text.
+            codes = tf.cast(chars.values, tf.int64)
+            rows = chars.value_rowids()
+            ends = tf.gather(chars.row_splits[1:], rows)
+            count = tf.size(codes, out_type=tf.int64)
+            starts = tf.range(count)
+            tail = tf.concat([codes, tf.zeros([self.max_n], tf.int64)], axis=0)
             ids, valid = [], []
             for n in range(self.min_n, self.max_n + 1):
-                width = tf.maximum(total - n + 1, 0)
-                h = tf.zeros_like(codes[:, :width])
+                h = tf.zeros_like(codes)
                 for k in range(n):
-                    h = (h * 1000003 + codes[:, k:k + width]) % 2147483647
+                    h = (h * 1000003 + tail[k:k + count]) % 2147483647
                 ids.append((h + 7919 * n) % self.buckets + 1)
-                valid.append(tf.range(width)[None, :] + n <= lengths)
-            ids, valid = tf.concat(ids, axis=1), tf.concat(valid, axis=1)
-            return tf.ragged.boolean_mask(ids, valid).to_tensor(0)
+                valid.append(starts + n <= ends)
+            ids, valid = tf.stack(ids, axis=1), tf.stack(valid, axis=1)
+            owner = tf.broadcast_to(rows[:, None], tf.shape(ids, out_type=tf.int64))
+            ragged = tf.RaggedTensor.from_value_rowids(tf.boolean_mask(ids, valid), tf.boolean_mask(owner, valid),
+                                                       nrows=tf.shape(text, out_type=tf.int64)[0])
+            return ragged.to_tensor(0)
 
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "buckets": self.buckets, "min_n": self.min_n,

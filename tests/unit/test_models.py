@@ -450,10 +450,13 @@ def test_ensemble_of_word_and_char_members_is_the_mean_of_all(tmp_path: Path) ->
     texts = ["Oil market!", "cup final team wins", "", "oil " * 40]
     expected = np.mean([m(tf.constant(texts)).numpy() for m in members], axis=0)
     np.testing.assert_allclose(loaded(tf.constant(texts)).numpy(), expected, rtol=1e-5, atol=1e-6)
+    many = [f"{t or '_'} {i}" for i in range(80) for t in texts]  # several blocks per part, 2 threads
+    expected_many = np.mean([m(tf.constant(many)).numpy() for m in members], axis=0)
     for kwargs in ({}, {"xla": True, "threads": 2}):
         pred = Predictor(loaded, **kwargs)
         np.testing.assert_allclose(pred.predict_proba(texts), expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(pred.predict_proba(texts[:1]), expected[:1], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(pred.predict_proba(many), expected_many, rtol=1e-5, atol=1e-6)
     other = _char_arch(ngram_buckets=50, ngram_weighting="mean")
     odd = build_text_model(char_front(other), build_network(other, 51, name="odd_network"), 30)
     with pytest.raises(ArtifactError, match="another buckets"):
