@@ -11,7 +11,7 @@ import pytest
 import yaml
 from support import make_project, small_params
 
-ARCHS = ["rnn_title", "rnn", "lstm", "bilstm", "gru", "wide"]
+ARCHS = ["rnn_title", "rnn", "lstm", "bilstm", "gru", "wide", "wide_char"]
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -34,7 +34,7 @@ def test_dvc_repro_all_stages(tmp_path: Path, corpus_dir: Path) -> None:
         assert 0.0 <= m["test_accuracy"] <= 1.0
         assert (proj / "artifacts" / "models" / arch / "model.keras").exists()
         assert (proj / "plots" / arch / "confusion.png").stat().st_size > 1000
-    # The default ensemble (lstm, bilstm, gru, wide) is one more candidate, scored like the others.
+    # The default ensemble (lstm, gru, wide, wide_char: word and char parts) is one more candidate.
     ens = json.loads((proj / "metrics" / "ensemble.json").read_text())
     assert 0.0 <= ens["val_accuracy"] <= 1.0 and (proj / "artifacts" / "ensemble" / "model.keras").exists()
     champion = json.loads((proj / "artifacts" / "champion.json").read_text())

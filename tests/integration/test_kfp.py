@@ -235,11 +235,11 @@ def test_fetch_dvc_names_a_missing_revision(dvc_repo: Path, tmp_path: Path) -> N
 @pytest.mark.slow
 def test_run_local_registers_champion(tmp_path: Path) -> None:
     """`newsrnn kfp run-local`: 2 architectures x 2 tuning workers, 2 trials, 1 epoch each, and
-    their ensemble."""
+    their ensemble (a word RNN and the char n-gram model: an ensemble of two parts)."""
     import mlflow
 
     corpus = write_corpus(tmp_path / "ag_news_csv", 400, 120)
-    params = small_params(**{"models": ["rnn", "gru"], "ensemble": ["rnn", "gru"], "tune.n_trials": 2,
+    params = small_params(**{"models": ["rnn", "wide_char"], "ensemble": ["rnn", "wide_char"], "tune.n_trials": 2,
                              "kfp.tune_workers": 2, "data.sources": ["local"], "data.local_dir": str(corpus)})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "NEWSRNN_OPTUNA_STORAGE",
@@ -253,16 +253,16 @@ def test_run_local_registers_champion(tmp_path: Path) -> None:
     exp = client.get_experiment_by_name("newsrnn")
     runs = client.search_runs([exp.experiment_id])
     names = [r.info.run_name for r in runs]
-    for arch in ("rnn", "gru"):
+    for arch in ("rnn", "wide_char"):
         assert arch in names and f"tune-{arch}" in names, names
     assert sum(n.startswith("trial-") for n in names) == 4, names  # 2 trials x 2 architectures
     train_runs = [r for r in runs if r.data.tags.get("stage") == "train"]
     assert all("val_accuracy" in r.data.metrics for r in train_runs), "evaluate did not log to the runs"
     ens = [r for r in runs if r.data.tags.get("stage") == "ensemble"]
     assert len(ens) == 1 and "val_accuracy" in ens[0].data.metrics, "the ensemble was not built and scored"
-    assert ens[0].data.params["members"] == "rnn,gru"
+    assert ens[0].data.params["members"] == "rnn,wide_char"
     champion = client.get_model_version_by_alias("agnews-rnn", "champion")
-    assert champion.tags["arch"] in ("rnn", "gru", "ensemble")
+    assert champion.tags["arch"] in ("rnn", "wide_char", "ensemble")
     # Both studies ran their full budget, split over the two workers.
     journal = tmp_path / "kfp_local" / "optuna.journal"
     assert journal.exists() and journal.stat().st_size > 0

@@ -13,8 +13,9 @@ from newsrnn.config import ConfigError, config_from_dict, load_config
 
 def test_repo_params_load() -> None:
     cfg = load_config(ROOT / "params.yaml")
-    assert cfg.models == ("rnn_title", "rnn", "lstm", "bilstm", "gru", "wide")
+    assert cfg.models == ("rnn_title", "rnn", "lstm", "bilstm", "gru", "wide", "wide_char")
     assert cfg.arch("wide").cell == "none" and cfg.arch("wide").ngram_weighting == "tfidf"
+    assert cfg.arch("wide_char").tokens == "char_ngrams" and "wide_char" in cfg.ensemble
     assert cfg.vectorizer.max_tokens == 20000
     assert cfg.arch("rnn_title").units == 16 and cfg.arch("rnn_title").text == "title"
     assert cfg.data.max_train_rows is None
