@@ -244,14 +244,19 @@ def test_batches(vectorizer: Any, max_length: int | None, texts: Any, labels: An
 
     from newsrnn.models import guard_ids
 
-    ids = guard_ids(vectorizer(tf.constant(texts)), max_length).numpy()
-    lengths = (ids != 0).sum(axis=1)
+    rows = []  # vectorized in chunks: a char n-gram front pads every row of a chunk to its longest
+    for start in range(0, len(texts), 1024):
+        ids = guard_ids(vectorizer(tf.constant(texts[start:start + 1024])), max_length).numpy()
+        rows.extend(r[: max(1, int((r != 0).sum()))] for r in ids)
+    lengths = np.array([len(r) for r in rows])
     order = np.argsort(lengths, kind="stable")
     out = []
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
-        width = max(1, int(lengths[idx].max()))
-        out.append((tf.constant(ids[idx, :width]), tf.constant(np.asarray(labels)[idx])))
+        block = np.zeros((len(idx), int(lengths[idx].max())), dtype=np.int64)
+        for j, i in enumerate(idx):
+            block[j, : lengths[i]] = rows[i]
+        out.append((tf.constant(block), tf.constant(np.asarray(labels)[idx])))
     return out
 
 

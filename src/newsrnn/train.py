@@ -118,11 +118,15 @@ class Datasets:
         self.max_length = max_length
         self.bounds = np.array(bucket_boundaries(max_length))
 
+        # A char n-gram front gives ~900 ids per text, padded to the longest text of a chunk:
+        # smaller chunks keep that padding (and peak memory) small.
+        chunk = 1024 if arch.tokens == "char_ngrams" else 8192
+
         def encode(df: Any) -> tuple[Any, Any, Any]:
             texts = texts_of(df, arch)
             rows = []
-            for start in range(0, len(texts), 8192):
-                ids = guard_ids(vectorizer(tf.constant(texts[start:start + 8192])), max_length).numpy()
+            for start in range(0, len(texts), chunk):
+                ids = guard_ids(vectorizer(tf.constant(texts[start:start + chunk])), max_length).numpy()
                 rows.extend(r[: max(1, int((r != 0).sum()))] for r in ids)
             lengths = np.array([len(r) for r in rows], dtype=np.int64)
             return rows, lengths, df["label"].to_numpy().astype(np.int64)
