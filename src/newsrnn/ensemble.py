@@ -89,8 +89,6 @@ def build_ensemble(models: list[Any]) -> Any:
             vec, guard = first.get_layer("vectorizer"), first.get_layer("guard_ids")
         else:  # fresh, renamed copies: layer names must be unique in one model (char fronts hold no weights)
             cfg = first.get_layer("vectorizer").get_config()
-            from newsrnn.config import ArchConfig
-
             vec = char_front(ArchConfig(cell="none", tokens="char_ngrams", ngram_buckets=cfg["buckets"],
                                         char_ngram_min=cfg["min_n"], char_ngram_max=cfg["max_n"],
                                         max_chars=cfg["max_chars"]), name=f"vectorizer{sfx}")
