@@ -242,22 +242,14 @@ def test_batches(vectorizer: Any, max_length: int | None, texts: Any, labels: An
     import numpy as np
     import tensorflow as tf
 
-    from newsrnn.models import guard_ids
+    from newsrnn.train import encode_texts, pad_rows
 
-    rows = []  # vectorized in chunks: a char n-gram front pads every row of a chunk to its longest
-    for start in range(0, len(texts), 1024):
-        ids = guard_ids(vectorizer(tf.constant(texts[start:start + 1024])), max_length).numpy()
-        rows.extend(r[: max(1, int((r != 0).sum()))] for r in ids)
+    rows = encode_texts(vectorizer, max_length, texts, chunk=1024)
     lengths = np.array([len(r) for r in rows])
     order = np.argsort(lengths, kind="stable")
-    out = []
-    for start in range(0, len(order), batch):
-        idx = order[start:start + batch]
-        block = np.zeros((len(idx), int(lengths[idx].max())), dtype=np.int64)
-        for j, i in enumerate(idx):
-            block[j, : lengths[i]] = rows[i]
-        out.append((tf.constant(block), tf.constant(np.asarray(labels)[idx])))
-    return out
+    labels = np.asarray(labels)
+    return [(tf.constant(pad_rows(rows, lengths, order[start:start + batch])),
+             tf.constant(labels[order[start:start + batch]])) for start in range(0, len(order), batch)]
 
 
 def run_newsrnn(cfg: Any, arch_name: str, work: Path, target: float | None, eval_fraction: float = 0.1,
@@ -285,14 +277,14 @@ def run_newsrnn(cfg: Any, arch_name: str, work: Path, target: float | None, eval
         texts_of,
         train_config_of,
     )
-    from newsrnn.vectorize import initial_embeddings
+    from newsrnn.vectorize import build_vectorizer, initial_embeddings
 
     arch = cfg.arch(arch_name)
     if arch_overrides:
         arch = replace(arch, **arch_overrides)
     tcfg = train_config_of(arch, cfg.train)
     train_df, val_df, test_df = load_splits(work / "prepared")
-    vectorizer, max_length, vocab_size = build_front(arch, work / "vectorizer")
+    vectorizer, max_length, vocab_size = build_front(arch, *build_vectorizer(work / "vectorizer"))
     t_setup = time.perf_counter()
     data = Datasets(vectorizer, max_length, train_df, val_df, arch, tcfg, cfg.seed)
     # Counted as training time: a pipeline that vectorizes up front must not hide that cost.

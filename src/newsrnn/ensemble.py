@@ -36,9 +36,9 @@ def member_dirs(cfg: Config, models_root: str | Path = "artifacts/models") -> li
 
 def _front_kind(model: Any) -> str:
     """``words`` (the shared TextVectorization) or ``chars`` (a CharNgramIds front end)."""
-    import keras
+    from newsrnn.models import is_char_front
 
-    return "words" if isinstance(model.get_layer("vectorizer"), keras.layers.TextVectorization) else "chars"
+    return "chars" if is_char_front(model.get_layer("vectorizer")) else "words"
 
 
 def _front_settings(model: Any) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def build_ensemble(models: list[Any]) -> Any:
     """
     import keras
 
-    from newsrnn.models import char_front, guard_layer, parts_mean
+    from newsrnn.models import guard_layer, parts_mean
 
     groups: dict[str, list[Any]] = {}
     for m in models:
@@ -88,10 +88,8 @@ def build_ensemble(models: list[Any]) -> Any:
         if i == 0:
             vec, guard = first.get_layer("vectorizer"), first.get_layer("guard_ids")
         else:  # fresh, renamed copies: layer names must be unique in one model (char fronts hold no weights)
-            cfg = first.get_layer("vectorizer").get_config()
-            vec = char_front(ArchConfig(cell="none", tokens="char_ngrams", ngram_buckets=cfg["buckets"],
-                                        char_ngram_min=cfg["min_n"], char_ngram_max=cfg["max_n"],
-                                        max_chars=cfg["max_chars"]), name=f"vectorizer{sfx}")
+            front = first.get_layer("vectorizer")
+            vec = type(front).from_config({**front.get_config(), "name": f"vectorizer{sfx}"})
             guard = guard_layer(first.get_layer("guard_ids").max_length, name=f"guard_ids{sfx}")
         parts.append(network(guard(vec(text))))
         counts.append(len(members))

@@ -128,24 +128,26 @@ class _Part:
     def __init__(self, vectorizer: Any, guard: Any, network: Any, members: int, xla: bool) -> None:
         import tensorflow as tf
 
+        from newsrnn.models import is_char_front
+
         self.members = members
+
+        def text_probs(x: Any) -> Any:
+            return network(guard(vectorizer(x)), training=False)
+
         # Texts are vectorized together, then run through the network in groups of equal token
         # count: no padding at all, so unmasked RNNs see exactly what a single text would give.
         self.ids = tf.function(lambda x: guard(vectorizer(x)), input_signature=[tf.TensorSpec([None], tf.string)])
         self.net = tf.function(lambda ids: network(ids, training=False),
                                input_signature=[tf.TensorSpec([None, None], tf.int64)], reduce_retracing=True)
         # One text never needs padding: a single graph call from string to probabilities.
-        self.one = tf.function(lambda x: network(guard(vectorizer(x)), training=False),
-                               input_signature=[tf.TensorSpec([1], tf.string)])
+        self.one = tf.function(text_probs, input_signature=[tf.TensorSpec([1], tf.string)])
         # A char n-gram front gives ~4 ids per character: vectorizing a whole batch at once would
         # pad every row to the longest text's thousands of ids. Such parts run string blocks of
         # similar character length instead, front end included, on the worker threads.
-        import keras
-
-        self.by_chars = not isinstance(vectorizer, keras.layers.TextVectorization)
+        self.by_chars = is_char_front(vectorizer)
         if self.by_chars:
-            self.full = tf.function(lambda x: network(guard(vectorizer(x)), training=False),
-                                    input_signature=[tf.TensorSpec([None], tf.string)])
+            self.full = tf.function(text_probs, input_signature=[tf.TensorSpec([None], tf.string)])
         # With a mask, right padding does not change a prediction, so length-sorted texts can
         # share large batches; without one, only texts of equal token count may share a batch.
         self.masked = masks_padding(network)
@@ -188,8 +190,8 @@ class _Part:
         padded[:, : ids.shape[1]] = ids
         return self.net_xla(tf.constant(padded)).numpy()
 
-    def tasks(self, clipped: list[str]) -> tuple[Any, list[tuple[Any, Any]]]:
-        """Vectorize a batch and cut it into blocks: (row index chunks, one callable per chunk)."""
+    def tasks(self, clipped: list[str]) -> list[tuple[Any, Any]]:
+        """Vectorize a batch and cut it into blocks: (row indices, callable giving their probabilities)."""
         import numpy as np
         import tensorflow as tf
 
@@ -200,7 +202,7 @@ class _Part:
             def run_texts(chunk: Any) -> Any:
                 return self.full(tf.constant([clipped[i] for i in chunk])).numpy()
 
-            return blocks, [(chunk, run_texts) for chunk in blocks]
+            return [(chunk, run_texts) for chunk in blocks]
         ids = self.ids(tf.constant(clipped)).numpy()
         lengths = np.maximum((ids != 0).sum(axis=1), 1)
         if self.masked:
@@ -215,7 +217,7 @@ class _Part:
                 return self.xla_block(ids[chunk], longest)
             return self.net(tf.constant(ids[chunk, :longest])).numpy()
 
-        return chunks, [(chunk, run) for chunk in chunks]
+        return [(chunk, run) for chunk in chunks]
 
 
 class Predictor:
@@ -246,7 +248,6 @@ class Predictor:
         self.parts = [_Part(vec, guard, net, members, xla) for vec, guard, net, members in model_parts(model)]
         self.masked = all(p.masked for p in self.parts)
         self.xla = any(p.xla for p in self.parts)
-        self.max_length = self.parts[0].max_length
         self.threads = max(1, threads if threads is not None else min(4, os.cpu_count() or 1))
         self._pool: Any = None
 
@@ -308,8 +309,7 @@ class Predictor:
             return outs[0] if len(outs) == 1 else sum(o * (p.members / total) for o, p in zip(outs, self.parts))
         jobs = []  # (part index, row chunk, callable)
         for k, part in enumerate(self.parts):
-            _, tasks = part.tasks(clipped)
-            jobs.extend((k, chunk, run) for chunk, run in tasks)
+            jobs.extend((k, chunk, run) for chunk, run in part.tasks(clipped))
         if len(jobs) > 1 and self.threads > 1:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor

@@ -239,6 +239,11 @@ def char_front(arch: ArchConfig, name: str = "vectorizer") -> Any:
                                   arch.max_chars, name=name)
 
 
+def is_char_front(layer: Any) -> bool:
+    """Whether a text model's ``vectorizer`` layer is a char n-gram front end (else the words')."""
+    return isinstance(layer, _layers().CharNgramIds)
+
+
 def char_front_max_length(arch: ArchConfig) -> int:
     """The most n-gram ids a text can give: the guard's cap for a char front."""
     return sum(max(0, arch.max_chars - n + 1) for n in range(arch.char_ngram_min, arch.char_ngram_max + 1))
@@ -258,7 +263,7 @@ def ngram_table_size(arch: ArchConfig, vocab_size: int) -> int:
 
 def id_idf(rows: Any, size: int) -> Any:
     """Smoothed idf, ``ln((1 + n) / (1 + df)) + 1``, of every id in ``range(size)`` over ``rows``
-    (unpadded id arrays, used as they are: a char front's ids); id 0 gets 0."""
+    (unpadded id arrays: a char front's ids, or ``ngram_idf``'s words and bigrams); id 0 gets 0."""
     import numpy as np
 
     df = np.zeros(size, dtype=np.int64)
@@ -280,19 +285,9 @@ def ngram_ids_np(row: Any, vocab_size: int, buckets: int) -> Any:
 
 
 def ngram_idf(rows: Any, vocab_size: int, buckets: int) -> Any:
-    """Smoothed inverse document frequency, ``ln((1 + n) / (1 + df)) + 1``, of every word and
-    hashed-bigram id over ``rows`` (unpadded token-id arrays of the training split); id 0
-    (padding) gets 0. This is the table ``IdfBag`` weighs with."""
-    import numpy as np
-
-    size = vocab_size + buckets
-    df = np.zeros(size, dtype=np.int64)
-    for start in range(0, len(rows), 4096):
-        chunk = [np.unique(ngram_ids_np(r, vocab_size, buckets)) for r in rows[start:start + 4096]]
-        df += np.bincount(np.concatenate(chunk), minlength=size)
-    idf = (np.log((1.0 + len(rows)) / (1.0 + df)) + 1.0).astype(np.float32)
-    idf[0] = 0.0
-    return idf
+    """``id_idf`` of every word and hashed-bigram id over ``rows`` (unpadded token-id arrays of
+    the training split): the table ``IdfBag`` weighs with."""
+    return id_idf([ngram_ids_np(r, vocab_size, buckets) for r in rows], vocab_size + buckets)
 
 
 def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embeddings: Any = None,

@@ -109,8 +109,6 @@ class Datasets:
         import numpy as np
         import tensorflow as tf
 
-        from newsrnn.models import guard_ids
-
         self.tf = tf
         self.train_cfg = train_cfg
         self.seed = seed
@@ -123,11 +121,7 @@ class Datasets:
         chunk = 1024 if arch.tokens == "char_ngrams" else 8192
 
         def encode(df: Any) -> tuple[Any, Any, Any]:
-            texts = texts_of(df, arch)
-            rows = []
-            for start in range(0, len(texts), chunk):
-                ids = guard_ids(vectorizer(tf.constant(texts[start:start + chunk])), max_length).numpy()
-                rows.extend(r[: max(1, int((r != 0).sum()))] for r in ids)
+            rows = encode_texts(vectorizer, max_length, texts_of(df, arch), chunk)
             lengths = np.array([len(r) for r in rows], dtype=np.int64)
             return rows, lengths, df["label"].to_numpy().astype(np.int64)
 
@@ -163,17 +157,12 @@ class Datasets:
         return min(n, self.train_cfg.max_steps_per_epoch or n)
 
     def _dataset(self, data: tuple[Any, Any, Any], batches: list[Any]) -> Any:
-        import numpy as np
-
         tf = self.tf
         rows, lengths, labels = data
 
         def generate() -> Any:
             for idx in batches:
-                x = np.zeros((len(idx), int(lengths[idx].max())), dtype=np.int64)
-                for j, i in enumerate(idx):
-                    x[j, : lengths[i]] = rows[i]
-                yield x, labels[idx]
+                yield pad_rows(rows, lengths, idx), labels[idx]
 
         spec = (tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None], tf.int64))
         ds = tf.data.Dataset.from_generator(generate, output_signature=spec)
@@ -197,20 +186,41 @@ class Datasets:
         return self._dataset(self._val, self.batch_indices(self._val[1], max(256, self.batch_size), None))
 
 
-def build_front(arch: ArchConfig, vec_dir: str | Path) -> tuple[Any, int | None, int]:
+def build_front(arch: ArchConfig, vectorizer: Any, vec_config: dict[str, Any]) -> tuple[Any, int | None, int]:
     """What turns an architecture's raw text into ids: (layer, guard max_length, vocab size).
 
-    The shared word vectorizer of ``vec_dir``, or for ``tokens: char_ngrams`` the char n-gram
-    hasher (which needs no vocabulary; its ids run to ``ngram_buckets``).
+    The shared word vectorizer (``build_vectorizer``'s layer and config), or for ``tokens:
+    char_ngrams`` the char n-gram hasher (no vocabulary; its ids run to ``ngram_buckets``).
     """
     if arch.tokens == "char_ngrams":
         from newsrnn.models import char_front, char_front_max_length
 
         return char_front(arch), char_front_max_length(arch), arch.ngram_buckets + 1
-    from newsrnn.vectorize import build_vectorizer
-
-    vectorizer, vec_config = build_vectorizer(vec_dir)
     return vectorizer, vec_config["max_length"], vec_config["vocab_size"]
+
+
+def encode_texts(vectorizer: Any, max_length: int | None, texts: Any, chunk: int = 8192) -> list[Any]:
+    """Unpadded id rows of ``texts`` (never empty), vectorized ``chunk`` texts at a time: a char
+    n-gram front pads every row of a chunk to its longest, so it wants small chunks."""
+    import tensorflow as tf
+
+    from newsrnn.models import guard_ids
+
+    rows = []
+    for start in range(0, len(texts), chunk):
+        ids = guard_ids(vectorizer(tf.constant(texts[start:start + chunk])), max_length).numpy()
+        rows.extend(r[: max(1, int((r != 0).sum()))] for r in ids)
+    return rows
+
+
+def pad_rows(rows: list[Any], lengths: Any, idx: Any) -> Any:
+    """Rows ``idx`` right-padded with 0 to the longest of them: one batch."""
+    import numpy as np
+
+    x = np.zeros((len(idx), int(lengths[idx].max())), dtype=np.int64)
+    for j, i in enumerate(idx):
+        x[j, : lengths[i]] = rows[i]
+    return x
 
 
 def idf_of(arch: ArchConfig, vocab_size: int, data: Datasets) -> Any:
@@ -388,8 +398,9 @@ def train(
     train_df, val_df, _ = load_splits(prepared_dir)
     if data_sha is None:
         data_sha = prepared_data_sha(prepared_dir)
-    _, vec_config = build_vectorizer(vec_dir)  # verified even when this arch reads characters
-    vectorizer, max_length, vocab_size = build_front(arch, vec_dir)
+    # Loaded and verified even when this arch reads characters: the run logs its config.
+    words, vec_config = build_vectorizer(vec_dir)
+    vectorizer, max_length, vocab_size = build_front(arch, words, vec_config)
     data = Datasets(vectorizer, max_length, train_df, val_df, arch, tcfg, cfg.seed)
     lr = learning_rate_of(arch, cfg.train)
 

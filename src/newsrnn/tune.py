@@ -150,14 +150,14 @@ class Objective:
 
         setup_runtime(cfg.seed)
         from newsrnn.train import Datasets, build_front, idf_of, load_splits, train_config_of
-        from newsrnn.vectorize import initial_embeddings
+        from newsrnn.vectorize import build_vectorizer, initial_embeddings
 
         self.cfg = cfg
         self.arch_name = arch_name
         train_df, val_df, _ = load_splits(prepared_dir)
         if cfg.tune.max_train_rows and len(train_df) > cfg.tune.max_train_rows:
             train_df = train_df.sample(n=cfg.tune.max_train_rows, random_state=cfg.seed)
-        self.vectorizer, max_length, self.vocab_size = build_front(cfg.arch(arch_name), vec_dir)
+        self.vectorizer, max_length, self.vocab_size = build_front(cfg.arch(arch_name), *build_vectorizer(vec_dir))
         self.embeddings = initial_embeddings(cfg.arch(arch_name), vec_dir)
         # The architecture's own batching applies; its epochs do not (tune.epochs_per_trial).
         batching = train_config_of(cfg.arch(arch_name), cfg.train).batching
