@@ -2,7 +2,7 @@
 
 Each configuration is params.yaml with overrides (dotted keys, e.g. ``train.batch_size`` or
 ``architectures.lstm.pooling``), trained by the library exactly as in ``newsrnn bench``
-(``newsrnn.bench.run_newsrnn``). Selection is on validation accuracy; test accuracy and the time
+(``benchmarks/harness.py``, ``run_newsrnn``). Selection is on validation accuracy; test accuracy and the time
 to reach the notebook's one-epoch test accuracy are recorded alongside. One JSON line per run.
 
     python benchmarks/explore.py --data-dir ../shared/data/ag_news_csv --plan plan.json \
@@ -40,8 +40,8 @@ def with_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[st
 def main() -> None:
     """Prepare the data once per vectorizer setting, then run every planned configuration."""
     import yaml
+    from harness import _child  # benchmarks/harness.py, beside this script
 
-    from newsrnn.bench import _child
     from newsrnn.config import config_from_dict, config_to_dict
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -28,7 +28,7 @@ def main() -> None:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from newsrnn.train import load_splits
+    from newsrnn.data import load_splits
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", required=True, type=Path)

@@ -25,7 +25,7 @@ def tune_plan(params_json: str, arch: str, prepared: Input[Dataset], workers: in
     import os
 
     from newsrnn.config import config_from_dict
-    from newsrnn.train import prepared_data_sha
+    from newsrnn.data import prepared_data_sha
     from newsrnn.tune import ENV_STORAGE, create_study, finished_count, seed_study, split_quota, study_name
 
     cfg = config_from_dict(json.loads(params_json))
@@ -82,7 +82,7 @@ def tune_finalize(params_json: str, arch: str, prepared: Input[Dataset], trials_
     from pathlib import Path
 
     from newsrnn.config import config_from_dict
-    from newsrnn.train import prepared_data_sha
+    from newsrnn.data import prepared_data_sha
     from newsrnn.tune import ENV_STORAGE, finalize, study_name
     from newsrnn.tune import tune as tune_defaults
 

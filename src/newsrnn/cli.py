@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from newsrnn.errors import UsageError
+
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -73,15 +75,30 @@ def cmd_register(args: argparse.Namespace) -> None:
     print(json.dumps(register(_cfg(args)), indent=2))
 
 
+def _read_lines(stream: Any, where: str) -> list[str]:
+    """Non-empty lines of a binary stream, decoded as UTF-8; bad bytes name line and offset."""
+    lines = []
+    for n, raw in enumerate(stream, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{where}: line {n}: not valid UTF-8 (byte {exc.start} of the line: "
+                             f"{raw[exc.start:exc.start + 1]!r}); save the texts as UTF-8") from None
+        line = line.rstrip("\r\n")
+        if line.strip():
+            lines.append(line)
+    return lines
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from newsrnn.predict import load_predictor
 
     texts = list(args.texts)
     if args.file:
-        with open(args.file, encoding="utf-8") as f:
-            texts += [line.rstrip("\n") for line in f if line.strip()]
+        with open(args.file, "rb") as f:
+            texts += _read_lines(f, args.file)
     if not texts and not sys.stdin.isatty():
-        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        texts = _read_lines(sys.stdin.buffer, "stdin")
     if not texts:
         raise UsageError("give texts as arguments, with --file, or on stdin")
     # A model path needs no params.yaml; only registry URIs need the tracking settings.
@@ -95,10 +112,29 @@ def cmd_predict(args: argparse.Namespace) -> None:
             print(f"{res['label']:<9} {probs}  | {text[:70]}")
 
 
-def cmd_bench(args: argparse.Namespace) -> None:
-    from newsrnn.bench import run_bench
+def _harness() -> Any:
+    """The benchmark harness, ``benchmarks/harness.py`` of the source checkout (it is not part of
+    the installed library: it lives beside the results it writes)."""
+    import importlib.util
+    from pathlib import Path
 
-    run_bench(args)
+    import newsrnn
+    from newsrnn.errors import BenchError
+
+    candidates = [Path.cwd() / "benchmarks" / "harness.py",
+                  Path(newsrnn.__file__).resolve().parents[2] / "benchmarks" / "harness.py"]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise BenchError("benchmarks/harness.py not found: run `newsrnn bench` from a source checkout "
+                         "of newsrnn (pip install -e .)")
+    spec = importlib.util.spec_from_file_location("newsrnn_bench_harness", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    _harness().run_bench(args)
 
 
 def cmd_server(args: argparse.Namespace) -> None:
@@ -113,10 +149,6 @@ def cmd_kfp(args: argparse.Namespace) -> None:
     from newsrnn import kfp_cli
 
     kfp_cli.main(args)
-
-
-class UsageError(ValueError):
-    """Wrong command-line usage."""
 
 
 def _add_params(p: argparse.ArgumentParser) -> None:
@@ -200,12 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a subcommand, turning expected errors into one clear line."""
     args = build_parser().parse_args(argv)
-    from newsrnn.errors import USER_ERRORS
+    from newsrnn.errors import OS_ERRORS, NewsrnnError, one_line
 
     try:
         args.func(args)
-    except (*USER_ERRORS(), UsageError) as exc:
-        print(f"newsrnn {args.command}: error: {exc}", file=sys.stderr)
+    except (NewsrnnError, *OS_ERRORS) as exc:
+        print(f"newsrnn {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"newsrnn {args.command}: interrupted", file=sys.stderr)

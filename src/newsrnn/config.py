@@ -15,16 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from newsrnn.errors import ConfigError
+
 # wide is no RNN: a TF-IDF-weighted bag of words and hashed bigrams, the linear model a user would
 # otherwise pick instead; it is cheap, and as an ensemble member it errs differently from the RNNs.
 # wide_char is the same over hashed character n-grams of the raw text (case and punctuation kept
 # apart from the word vocabulary): the member that errs most differently.
 KNOWN_ARCHS = ("rnn_title", "rnn", "lstm", "bilstm", "gru", "wide", "wide_char")
 CLASS_NAMES = ("World", "Sports", "Business", "Sci/Tech")
-
-
-class ConfigError(ValueError):
-    """A problem in params.yaml, naming the key path and what would be right."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +185,15 @@ class Config:
                 f"known: {', '.join(sorted(self.architectures))}"
             )
         return self.architectures[name]
+
+    def candidate(self, name: str) -> ArchConfig:
+        """The section evaluate reads for a candidate model: an architecture's own, or for
+        ``ensemble`` one that names the text its members read."""
+        if name == "ensemble":
+            if not self.ensemble:
+                raise ConfigError("ensemble: no members listed, so there is no ensemble to evaluate")
+            return ArchConfig(text=self.arch(self.ensemble[0]).text)
+        return self.arch(name)
 
     def tracking_uri(self) -> str:
         """MLflow tracking URI: MLFLOW_TRACKING_URI wins over params."""
@@ -430,3 +437,76 @@ def config_to_dict(cfg: Any) -> Any:
     if isinstance(cfg, tuple):
         return [config_to_dict(v) for v in cfg]
     return cfg
+
+
+# --------------------------------------------------------------------------- effective settings
+
+# What a tuned file (artifacts/tuned/<arch>.yaml) may set: the search space of ``tune``.
+TUNABLE = ("batch_size", "embed_dim", "units", "learning_rate", "dropout")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one architecture trains with: its section, the tuned values laid over it, and
+    ``train`` with the architecture's own epochs / schedule / batching / patience.
+
+    ``train``, ``tune`` and the benchmark all get these from :func:`resolve`, and build the
+    network from them with ``nn.trainable.build_trainable``, so the three cannot drift apart.
+    """
+
+    name: str
+    arch: ArchConfig
+    train: TrainConfig
+    batch_size: int
+    learning_rate: float
+    seed: int
+    tuned: bool = False
+
+
+def read_tuned(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``params`` of a tuned file (``{}`` when tuning chose none), checked against TUNABLE."""
+    import yaml
+
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid YAML ({type(exc).__name__}); delete it and re-run "
+                          "`newsrnn tune`") from None
+    params = doc.get("params") if isinstance(doc, dict) else None
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{p}: params: expected a mapping of tuned values, got {type(params).__name__}")
+    unknown = sorted(set(params) - set(TUNABLE))
+    if unknown:
+        raise ConfigError(f"{p}: params: unknown tuned parameter(s) {unknown}; tunable: {', '.join(TUNABLE)}")
+    return params
+
+
+def resolve(cfg: Config, arch_name: str, tuned: str | os.PathLike[str] | None = None,
+            overrides: dict[str, Any] | None = None, epochs: int | None = None) -> Settings:
+    """The effective settings of ``arch_name``: params, then the tuned file (if it exists), then
+    ``overrides`` (a tuning trial's point, a benchmark's variant), checked like params.yaml.
+
+    ``epochs`` replaces the epoch count (a tuning trial trains ``tune.epochs_per_trial``); the
+    learning-rate schedule then spans those epochs.
+    """
+    arch = cfg.arch(arch_name)
+    tuned_values = read_tuned(tuned) if tuned is not None and Path(tuned).exists() else {}
+    layered = {**tuned_values, **(overrides or {})}
+    if layered:
+        merged = {**config_to_dict(arch), **layered}
+        arch = _build_archs({arch_name: merged}, "architectures")[arch_name]
+    t = cfg.train
+    train = dataclasses.replace(
+        t,
+        epochs=epochs or arch.epochs or t.epochs,
+        lr_schedule=arch.lr_schedule or t.lr_schedule,
+        batching=arch.batching or t.batching,
+        early_stopping_patience=(t.early_stopping_patience if arch.early_stopping_patience is None
+                                 else arch.early_stopping_patience),
+    )
+    return Settings(name=arch_name, arch=arch, train=train, batch_size=arch.batch_size or t.batch_size,
+                    learning_rate=arch.learning_rate or t.learning_rate, seed=cfg.seed,
+                    tuned=bool(tuned_values))

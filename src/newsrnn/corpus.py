@@ -16,10 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from newsrnn.config import CLASS_NAMES
-
-
-class DataError(ValueError):
-    """Bad input data, with file and line in the message."""
+from newsrnn.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from newsrnn.fetch import FetchError
+from newsrnn.errors import DvcDataError, redact
 from newsrnn.fileio import atomic_dir
 
 # dvc phones home unless told not to; tasks on a cluster must not.
@@ -26,13 +26,6 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 RAW_PATH = "data/raw"
 RAW_FILES = ("train.parquet", "test.parquet", "source.json")
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
-
-
-class DvcDataError(FetchError):
-    """The repo, revision or tracked file could not be read; the message says which and why.
-
-    A FetchError: the CLI reports it as one line, like any other source that failed.
-    """
 
 
 def resolve_rev(repo: str, rev: str | None = None) -> str:
@@ -93,10 +86,4 @@ def fetch_dvc(repo: str, out_dir: str | Path, rev: str | None = None, remote: st
                                    f"failed: {type(exc).__name__}: {str(exc)[:300]}") from None
     info = json.loads((Path(out_dir) / "source.json").read_text())
     print(f"fetch: {info.get('rows')} rows of {path} from {repo}@{rev or 'HEAD'} (DVC remote)")
-    return {**info, "dvc": {"repo": _redact(repo), "rev": rev or "HEAD"}}
-
-
-def _redact(url: str) -> str:
-    """A git URL without embedded credentials, for logs."""
-    return re.sub(r"//[^/@]+@", "//***@", url) if "@" in url and "//" in url else url
-
+    return {**info, "dvc": {"repo": redact(repo), "rev": rev or "HEAD"}}

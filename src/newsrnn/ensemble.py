@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from newsrnn.config import ArchConfig, Config
+from newsrnn.config import Config
+from newsrnn.errors import ArtifactError
 from newsrnn.fileio import atomic_dir
-from newsrnn.vectorize import ArtifactError
 
 NAME = "ensemble"
 
@@ -36,7 +36,7 @@ def member_dirs(cfg: Config, models_root: str | Path = "artifacts/models") -> li
 
 def _front_kind(model: Any) -> str:
     """``words`` (the shared TextVectorization) or ``chars`` (a CharNgramIds front end)."""
-    from newsrnn.models import is_char_front
+    from newsrnn.nn.networks import is_char_front
 
     return "chars" if is_char_front(model.get_layer("vectorizer")) else "words"
 
@@ -61,7 +61,7 @@ def build_ensemble(models: list[Any]) -> Any:
     """
     import keras
 
-    from newsrnn.models import guard_layer, parts_mean
+    from newsrnn.nn.networks import guard_layer, parts_mean
 
     groups: dict[str, list[Any]] = {}
     for m in models:
@@ -95,11 +95,6 @@ def build_ensemble(models: list[Any]) -> Any:
         counts.append(len(members))
     out = parts[0] if len(parts) == 1 else parts_mean(tuple(counts))(parts)
     return keras.Model(text, out, name="newsrnn_ensemble")
-
-
-def ensemble_arch(cfg: Config) -> ArchConfig:
-    """What evaluate needs to know of the ensemble: the text its members read."""
-    return ArchConfig(text=cfg.arch(cfg.ensemble[0]).text)
 
 
 def ensemble(cfg: Config, models_root: str | Path = "artifacts/models",

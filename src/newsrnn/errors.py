@@ -1,21 +1,96 @@
-"""The error types that mean "the user's input is wrong" (printed as one line, no traceback)."""
+"""Every error type that means "the user can fix this", in one place.
+
+The CLI prints any of these as one line (``newsrnn <command>: error: <message>``) and exits 2;
+anything else is a bug and keeps its traceback. Each message names the file, line, key or value
+that is wrong and what would be right. This module imports nothing heavy, so any layer can
+raise these without pulling in TensorFlow or MLflow.
+"""
 
 from __future__ import annotations
 
+import re
 
-def USER_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads as a constant at call sites
-    """Expected, user-actionable errors from every stage (imported lazily: all are light)."""
-    from newsrnn.config import ConfigError
-    from newsrnn.corpus import DataError
-    from newsrnn.fetch import FetchError
-    from newsrnn.train import TrainingDiverged
-    from newsrnn.vectorize import ArtifactError
 
-    extra: list[type[BaseException]] = []
-    from newsrnn.dvcdata import DvcDataError
-    from newsrnn.kfp_cli import KfpError
-    from newsrnn.register import RegisterError
-    from newsrnn.server import ServerConfigError
+class NewsrnnError(Exception):
+    """Base of every user-facing error."""
 
-    extra.extend([RegisterError, ServerConfigError, KfpError, DvcDataError])
-    return (ConfigError, DataError, FetchError, ArtifactError, TrainingDiverged, FileNotFoundError, *extra)
+
+class ConfigError(NewsrnnError, ValueError):
+    """A problem in params.yaml, naming the key path and what would be right."""
+
+
+class UsageError(NewsrnnError, ValueError):
+    """Wrong command-line usage (an argument, a path, a missing input)."""
+
+
+class DataError(NewsrnnError, ValueError):
+    """Bad input data, with file and line in the message."""
+
+
+class FetchError(NewsrnnError, RuntimeError):
+    """No source could deliver the corpus; the message lists each source's reason."""
+
+
+class DvcDataError(FetchError):
+    """A DVC repo, revision or tracked file could not be read; the message says which and why."""
+
+
+class ArtifactError(NewsrnnError, ValueError):
+    """A saved artifact is missing, truncated or altered."""
+
+
+class TrainingDiverged(NewsrnnError, RuntimeError):
+    """The loss became NaN or infinite; nothing is exported from such a run."""
+
+
+class RegisterError(NewsrnnError, RuntimeError):
+    """Missing metrics or an unreachable registry, with what to do about it."""
+
+
+class ServerConfigError(NewsrnnError, ValueError):
+    """An unsafe or impossible server setting, with the option that would fix it."""
+
+
+class KfpError(ConfigError):
+    """A Kubeflow problem the user can fix: missing checkout, bad --arg, stale package, failed run."""
+
+
+class BenchError(NewsrnnError, RuntimeError):
+    """The benchmark could not run (no data, a child process failed)."""
+
+
+# Exceptions from the standard library that a user's action causes: a path that does not exist,
+# a directory where a file was expected, a full disk, no permission. The CLI reports them as one
+# line too, with the path the OS names.
+OS_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                                              PermissionError, OSError)
+
+_URL_PASSWORD = re.compile(r"(//[^:/@\s]+):[^@\s]*@")
+# https://TOKEN@host: git hosts take a token as the user name.
+_HTTP_TOKEN = re.compile(r"(https?://)[^:/@\s]+@")
+_QUERY_SECRET = re.compile(r"([?&;](?:password|passwd|pwd|token|secret|key|access_key|secret_key|"
+                           r"sig|signature|credential)[^=&;]*=)[^&;\s]*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential in a URL masked: ``user:pass@`` and secret query values.
+
+    The one redaction used for anything printed, logged or tagged (storage URLs, tracking URIs,
+    DVC remotes, error messages).
+    """
+    text = _URL_PASSWORD.sub(r"\1:***@", text)
+    text = _HTTP_TOKEN.sub(r"\1***@", text)
+    return _QUERY_SECRET.sub(r"\1***", text)
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` as one line, credentials redacted (OS errors keep their path)."""
+    if isinstance(exc, OSError) and not isinstance(exc, NewsrnnError) and exc.filename is not None:
+        reason = exc.strerror or type(exc).__name__
+        if getattr(exc, "errno", None) == 28:  # ENOSPC
+            reason = "no space left on device; free some space and re-run (earlier outputs are intact)"
+        msg = f"{exc.filename}: {reason}"
+    else:
+        msg = str(exc) or type(exc).__name__
+    return redact(" ".join(msg.split()) if "\n" not in msg else " | ".join(
+        line.strip() for line in msg.splitlines() if line.strip()))

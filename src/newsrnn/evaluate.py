@@ -94,9 +94,9 @@ def evaluate(
     """Score the exported model on val and test; write metrics and plots; log them to MLflow."""
     import pandas as pd
 
-    from newsrnn.modelio import Predictor
+    from newsrnn.data import load_splits, texts_of
+    from newsrnn.predictor import Predictor
     from newsrnn.tracking import Tracker
-    from newsrnn.train import load_splits, texts_of
 
     model_dir = Path(model_dir or f"artifacts/models/{arch_name}")
     metrics_path = Path(metrics_path or f"metrics/{arch_name}.json")
@@ -104,12 +104,7 @@ def evaluate(
     summary = json.loads((model_dir / "train.json").read_text())
     history = json.loads((model_dir / "history.json").read_text())
     _, val_df, test_df = load_splits(prepared_dir)
-    if arch_name == "ensemble":
-        from newsrnn.ensemble import ensemble_arch
-
-        arch = ensemble_arch(cfg)
-    else:
-        arch = cfg.arch(arch_name)
+    arch = cfg.candidate(arch_name)
     predictor = Predictor.from_path(model_dir, max_batch=len(test_df) + len(val_df))
 
     scores = {}

@@ -20,14 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from newsrnn.config import DataConfig
-from newsrnn.corpus import DataError, class_counts, read_agnews_csv
+from newsrnn.corpus import class_counts, read_agnews_csv
+from newsrnn.errors import DataError, FetchError
 from newsrnn.fileio import atomic_path, sha256_file, write_json, write_parquet
 
 ENV_DATA_DIR = "NEWSRNN_DATA_DIR"
-
-
-class FetchError(RuntimeError):
-    """No source could deliver the corpus; the message lists each source's reason."""
 
 
 @dataclass

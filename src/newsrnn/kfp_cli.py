@@ -25,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from newsrnn.config import Config, ConfigError, config_to_dict, load_config
+from newsrnn.config import Config, config_to_dict, load_config
+from newsrnn.errors import KfpError
 
 DEFAULT_PACKAGE = "pipelines/newsrnn_pipeline.yaml"
 ENV_BASE_IMAGE = "NEWSRNN_KFP_BASE_IMAGE"
@@ -33,13 +34,6 @@ ENV_TOKEN = "NEWSRNN_KFP_TOKEN"
 # Parameters that must never carry a password: credentials come from Kubernetes secrets.
 _URL_PARAMS = ("mlflow_tracking_uri", "optuna_storage", "dvc_repo")
 _PASSWORD_IN_URL = re.compile(r"://[^/@:]+:[^/@]+@")
-
-
-class KfpError(ConfigError):
-    """A problem the user can fix: missing checkout, bad --arg, stale package, failed run.
-
-    A ConfigError so the CLI prints it as one line (newsrnn.errors.USER_ERRORS lists ConfigError).
-    """
 
 
 def repo_root() -> Path:

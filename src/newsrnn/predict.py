@@ -14,7 +14,7 @@ def load_predictor(model: str | None, cfg: Config | None) -> Any:
     Registry models are downloaded and their ``model.keras`` is loaded the same safe way as a
     local file (sha256-checked, ``safe_mode=True``).
     """
-    from newsrnn.modelio import Predictor
+    from newsrnn.predictor import Predictor
 
     if model is not None and not model.startswith(("models:/", "runs:/")):
         return Predictor.from_path(model)
@@ -23,8 +23,8 @@ def load_predictor(model: str | None, cfg: Config | None) -> Any:
     uri = model or f"models:/{cfg.mlflow.registered_model}@champion"
     import mlflow
 
+    from newsrnn.errors import ArtifactError
     from newsrnn.tracking import use_tracking_uri
-    from newsrnn.vectorize import ArtifactError
 
     use_tracking_uri(cfg.tracking_uri())
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from newsrnn.config import DataConfig
-from newsrnn.corpus import DataError
+from newsrnn.errors import DataError
 from newsrnn.fileio import write_json, write_parquet
 
 

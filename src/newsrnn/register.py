@@ -12,13 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from newsrnn.config import Config
+from newsrnn.errors import RegisterError
 from newsrnn.fileio import write_json
 
 ALIAS = "champion"
-
-
-class RegisterError(RuntimeError):
-    """Missing metrics or an unreachable registry, with what to do about it."""
 
 
 def pick_champion(metrics: list[dict[str, Any]]) -> dict[str, Any]:

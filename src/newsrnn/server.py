@@ -27,15 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from newsrnn.errors import ServerConfigError
+
 AUTH_APP = "basic-auth"
 ENV_ADMIN_PASSWORD = "MLFLOW_AUTH_ADMIN_PASSWORD"
 ENV_AUTH_CONFIG = "MLFLOW_AUTH_CONFIG_PATH"
 ENV_SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 LOOPBACK_NAMES = ("localhost",)
-
-
-class ServerConfigError(ValueError):
-    """An unsafe or impossible server setting, with the option that would fix it."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         """Load and verify the Keras model (safe mode) once per server process."""
-        from newsrnn.modelio import Predictor
+        from newsrnn.predictor import Predictor
 
         # A server lives long: compile the fast single-text path now, not on the first requests.
         self.predictor = Predictor.from_path(context.artifacts["model_dir"], max_batch=MAX_BATCH, xla=True)

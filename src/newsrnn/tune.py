@@ -22,11 +22,11 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from newsrnn.config import ArchConfig, Config, config_to_dict
+from newsrnn.config import ArchConfig, Config, Settings, config_to_dict, resolve
+from newsrnn.errors import redact
 from newsrnn.fileio import write_yaml
 
 ENV_STORAGE = "NEWSRNN_OPTUNA_STORAGE"
@@ -58,13 +58,6 @@ def resolve_storage(cfg: Config, arch_name: str, storage: str | None, workers: i
     if workers > 1:
         return f"journal:{Path(local_dir).resolve() / (arch_name + '.journal')}"
     return f"sqlite:///{Path(local_dir).resolve() / (arch_name + '.db')}"
-
-
-def redact(url: str) -> str:
-    """Storage URL without its password, for logs and tags."""
-    import re
-
-    return re.sub(r"//([^:/@]+):[^@]+@", r"//\1:***@", url)
 
 
 def open_storage(url: str) -> Any:
@@ -118,10 +111,10 @@ def seed_study(study: Any, cfg: Config, arch_name: str) -> None:
     """
     if study.get_trials(deepcopy=False):
         return
-    arch, t = cfg.arch(arch_name), cfg.tune
-    own = {"batch_size": arch.batch_size or cfg.train.batch_size, "embed_dim": arch.embed_dim,
-           "units": arch.units, "learning_rate": arch.learning_rate or cfg.train.learning_rate,
-           "dropout": arch.dropout}
+    own_settings, t = resolve(cfg, arch_name), cfg.tune
+    arch = own_settings.arch
+    own = {"batch_size": own_settings.batch_size, "embed_dim": arch.embed_dim, "units": arch.units,
+           "learning_rate": own_settings.learning_rate, "dropout": arch.dropout}
     fixed = {k: v for k, v in own.items()
              if (k in ("batch_size", "embed_dim", "units") and v in getattr(t, k))
              or (k in ("learning_rate", "dropout") and getattr(t, k)[0] <= v <= getattr(t, k)[1])}
@@ -139,47 +132,53 @@ def finished_count(study: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=done))
 
 
+def trial_settings(cfg: Config, arch_name: str, params: dict[str, Any]) -> Settings:
+    """The effective settings a trial trains with: ``train``'s own resolution of the
+    architecture with the trial's point laid over it, for ``tune.epochs_per_trial`` epochs."""
+    return resolve(cfg, arch_name, overrides=params, epochs=cfg.tune.epochs_per_trial)
+
+
 class Objective:
     """Trains one trial's network on the (capped) training rows; returns best val accuracy.
 
-    The vectorized datasets are built once per worker and reused by every trial.
+    A trial's settings are ``config.resolve`` of the architecture with the trial's point as
+    overrides and ``tune.epochs_per_trial`` epochs, built by ``build_trainable``: the same
+    network, optimizer and schedule ``train`` would build for those values. The vectorized
+    datasets are built once per worker and reused by every trial.
     """
 
     def __init__(self, cfg: Config, arch_name: str, prepared_dir: Path, vec_dir: Path) -> None:
         from newsrnn.runtime import setup_runtime
 
         setup_runtime(cfg.seed)
-        from newsrnn.train import Datasets, build_front, idf_of, load_splits, train_config_of
+        from newsrnn.data import Datasets, build_front, idf_of, load_splits
         from newsrnn.vectorize import build_vectorizer, initial_embeddings
 
         self.cfg = cfg
         self.arch_name = arch_name
+        own = trial_settings(cfg, arch_name, {})
         train_df, val_df, _ = load_splits(prepared_dir)
         if cfg.tune.max_train_rows and len(train_df) > cfg.tune.max_train_rows:
             train_df = train_df.sample(n=cfg.tune.max_train_rows, random_state=cfg.seed)
-        self.vectorizer, max_length, self.vocab_size = build_front(cfg.arch(arch_name), *build_vectorizer(vec_dir))
-        self.embeddings = initial_embeddings(cfg.arch(arch_name), vec_dir)
-        # The architecture's own batching applies; its epochs do not (tune.epochs_per_trial).
-        batching = train_config_of(cfg.arch(arch_name), cfg.train).batching
-        self.data = Datasets(self.vectorizer, max_length, train_df, val_df,
-                             cfg.arch(arch_name), replace(cfg.train, batching=batching), cfg.seed)
-        self.idf = idf_of(cfg.arch(arch_name), self.vocab_size, self.data)
+        self.vectorizer, max_length, self.vocab_size = build_front(own.arch, *build_vectorizer(vec_dir))
+        self.embeddings = initial_embeddings(own.arch, vec_dir)
+        self.data = Datasets(self.vectorizer, max_length, train_df, val_df, own)
+        self.idf = idf_of(own.arch, self.vocab_size, self.data)
+
 
     def __call__(self, trial: Any) -> float:
         import keras
         import optuna
 
-        from newsrnn.models import build_network
-        from newsrnn.train import compile_network, fit_epochs
+        from newsrnn.fit import fit_epochs
+        from newsrnn.nn.trainable import build_trainable
 
-        params = suggest(trial, self.cfg, self.cfg.arch(self.arch_name))
-        arch = replace(self.cfg.arch(self.arch_name), **params)
+        settings = trial_settings(self.cfg, self.arch_name, suggest(trial, self.cfg, self.cfg.arch(self.arch_name)))
         keras.backend.clear_session()
         gc.collect()
-        self.data.batch_size = params["batch_size"]
-        network = build_network(arch, self.vocab_size, embeddings=self.embeddings, idf=self.idf)
-        compile_network(network, params["learning_rate"], train_cfg=self.cfg.train,
-                        total_steps=self.data.steps_per_epoch() * self.cfg.tune.epochs_per_trial)
+        self.data.batch_size = settings.batch_size
+        network = build_trainable(settings, self.vocab_size, self.data.steps_per_epoch(),
+                                  embeddings=self.embeddings, idf=self.idf)
         epochs_run = []
 
         def report(epoch: int, row: dict[str, float]) -> None:
@@ -189,8 +188,9 @@ class Objective:
                 trial.set_user_attr("epochs_run", len(epochs_run))
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
 
-        _, history, best = fit_epochs(network, self.data, self.cfg.tune.epochs_per_trial,
-                                      patience=self.cfg.tune.epochs_per_trial, seed=self.cfg.seed,
+        # No early stopping inside a trial: the pruner decides when a trial stops.
+        _, history, best = fit_epochs(network, self.data, settings.train.epochs,
+                                      patience=settings.train.epochs, seed=self.cfg.seed,
                                       on_epoch_end=report)
         trial.set_user_attr("epochs_run", len(history))
         del network
@@ -332,7 +332,7 @@ def tune(cfg: Config, arch_name: str, workers: int = 1, storage: str | None = No
     if workers < 1:
         raise ValueError("--workers must be >= 1")
     if data_sha is None:
-        from newsrnn.train import prepared_data_sha
+        from newsrnn.data import prepared_data_sha
 
         data_sha = prepared_data_sha(prepared_dir)
     url = resolve_storage(cfg, arch_name, storage, workers)

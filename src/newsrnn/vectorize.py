@@ -12,11 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from newsrnn.config import VectorizerConfig
+from newsrnn.errors import ArtifactError
 from newsrnn.fileio import atomic_dir, sha256_file
-
-
-class ArtifactError(ValueError):
-    """A saved artifact is missing, truncated or altered."""
 
 
 @dataclass
@@ -51,7 +48,7 @@ def vectorize(cfg: VectorizerConfig, prepared_dir: str | Path = "data/prepared",
     text = training_text(train, cfg.adapt_fields)
     if cfg.adapt_rows is not None:
         text = text.head(cfg.adapt_rows)
-    from newsrnn.models import standardizer
+    from newsrnn.nn.networks import standardizer
 
     layer = keras.layers.TextVectorization(max_tokens=cfg.max_tokens, output_mode="int",
                                            standardize=standardizer(cfg.standardize))
@@ -152,7 +149,7 @@ def build_vectorizer(vec_dir: str | Path = "artifacts/vectorizer") -> Any:
     """A TextVectorization layer with the saved vocabulary (no re-adapting)."""
     import keras
 
-    from newsrnn.models import standardizer
+    from newsrnn.nn.networks import standardizer
 
     tokens, config = load_vectorizer_spec(vec_dir)
     try:

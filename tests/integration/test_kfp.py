@@ -139,7 +139,8 @@ def test_fan_out_fan_in_and_caching(compiled: Path) -> None:
 def test_submit_arguments_are_checked(compiled: Path) -> None:
     """`submit --arg` is typed from the package and refuses credentials in URLs."""
     from newsrnn.config import load_config
-    from newsrnn.kfp_cli import KfpError, _declared_parameters, run_arguments
+    from newsrnn.errors import KfpError
+    from newsrnn.kfp_cli import _declared_parameters, run_arguments
 
     cfg = load_config(ROOT / "params.yaml")
     declared = _declared_parameters(compiled)
@@ -223,7 +224,8 @@ def test_fetch_component_reads_dvc_revisions(dvc_repo: Path, tmp_path: Path) -> 
 
 
 def test_fetch_dvc_names_a_missing_revision(dvc_repo: Path, tmp_path: Path) -> None:
-    from newsrnn.dvcdata import DvcDataError, fetch_dvc
+    from newsrnn.dvcdata import fetch_dvc
+    from newsrnn.errors import DvcDataError
 
     with pytest.raises(DvcDataError, match="v9"):
         fetch_dvc(str(dvc_repo), tmp_path / "out", rev="v9")

@@ -186,9 +186,10 @@ def test_case08_run_cache_restores_without_training(tmp_path: Path) -> None:
 def test_case09_corrupted_model_and_vectorizer_refused(trained, tmp_path: Path) -> None:
     """The sha256 recorded at write time is checked: truncated, altered or unverifiable files are refused
     with a message naming the file; the intact copy loads."""
+    from newsrnn.errors import ArtifactError
     from newsrnn.fileio import sha256_file
     from newsrnn.modelio import load_text_model
-    from newsrnn.vectorize import ArtifactError, load_vectorizer_spec
+    from newsrnn.vectorize import load_vectorizer_spec
 
     src = trained.model_dir
     assert (src / "model.sha256").read_text().strip() == sha256_file(src / "model.keras")

@@ -64,7 +64,7 @@ def test_case01_rejects_file_within_threshold_and_fail_above(tmp_path: Path) -> 
     """With a reject rate allowed, bad rows go to rejects_train.jsonl and good rows keep their columns;
     above the rate the stage fails and writes nothing."""
     from newsrnn.config import config_from_dict
-    from newsrnn.corpus import DataError
+    from newsrnn.errors import DataError
     from newsrnn.fetch import fetch
 
     corpus = write_corpus(tmp_path / "csv", n_train=40, n_test=20)
@@ -108,7 +108,7 @@ def test_case01_unclosed_quote_does_not_swallow_following_rows(tmp_path: Path) -
 @pytest.fixture(scope="module")
 def predictor(trained):
     """A Predictor on the session's trained model."""
-    from newsrnn.modelio import Predictor
+    from newsrnn.predictor import Predictor
 
     return Predictor.from_path(trained.model_dir, max_batch=50)
 
@@ -215,7 +215,7 @@ def test_case04_leakage_refused_or_dropped(tmp_path: Path) -> None:
     """Test rows copied into train (also with other case and spacing) make prepare fail with the lines
     (leakage: error), or are dropped and counted (leakage: drop); none reaches train or val."""
     from newsrnn.config import config_from_dict
-    from newsrnn.corpus import DataError
+    from newsrnn.errors import DataError
     from newsrnn.fetch import fetch
     from newsrnn.prepare import _key, prepare
 
@@ -254,7 +254,8 @@ def test_case04_leakage_refused_or_dropped(tmp_path: Path) -> None:
 ])
 def test_case05_bad_params_name_the_key(tmp_path: Path, override: dict, message: str) -> None:
     """Unknown keys, wrong types, unknown architectures and impossible values: one line with the key path."""
-    from newsrnn.config import ConfigError, load_config
+    from newsrnn.config import load_config
+    from newsrnn.errors import ConfigError
 
     params = small_params()
     for dotted, value in override.items():

@@ -55,7 +55,8 @@ def _string_constants(path: Path) -> Iterator[tuple[int, str]]:
 def test_case13_server_binds_loopback_unless_auth_and_allowed_hosts() -> None:
     """Default 127.0.0.1; any other address without basic-auth and an allowed-hosts list is an error
     naming the missing option; '*' is refused; no module in src binds 0.0.0.0 on its own."""
-    from newsrnn.server import ServerConfigError, ServerOptions, server_command
+    from newsrnn.errors import ServerConfigError
+    from newsrnn.server import ServerOptions, server_command
 
     cmd = server_command(ServerOptions())
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
@@ -122,7 +123,8 @@ def test_case13_real_server_with_basic_auth_answers_401(tmp_path: Path) -> None:
 
 def test_case13_auth_without_admin_password_refused(tmp_path: Path) -> None:
     """basic-auth with no admin password in the environment is refused before anything starts."""
-    from newsrnn.server import ServerConfigError, ServerOptions, start_server
+    from newsrnn.errors import ServerConfigError
+    from newsrnn.server import ServerOptions, start_server
 
     env = {k: v for k, v in base_env().items() if k != "MLFLOW_AUTH_ADMIN_PASSWORD"}
     with pytest.raises(ServerConfigError, match="MLFLOW_AUTH_ADMIN_PASSWORD"):
@@ -149,9 +151,9 @@ def test_case14_only_safe_keras_files_load(tmp_path: Path, trained) -> None:
     through the CLI. Control: loading it unsafely does run the code."""
     import keras
 
+    from newsrnn.errors import ArtifactError
     from newsrnn.fileio import sha256_file
     from newsrnn.modelio import load_text_model
-    from newsrnn.vectorize import ArtifactError
 
     for name in ("model.h5", "model.pkl", "model.pickle", "model.joblib", "saved_model.pb"):
         p = tmp_path / name
@@ -250,7 +252,7 @@ def _http_dir(directory: Path) -> Iterator[str]:
 def test_case15_traversal_members_refused_nothing_written(tmp_path: Path) -> None:
     """``../``, absolute, nested-``..``, symlink and hardlink members: the whole archive is refused
     before any member is written, inside or outside the target."""
-    from newsrnn.corpus import DataError
+    from newsrnn.errors import DataError
     from newsrnn.fetch import safe_extract
 
     corpus = write_corpus(tmp_path / "csv", 20, 8)
@@ -285,7 +287,8 @@ def test_case15_download_verified_by_sha256_before_use(tmp_path: Path) -> None:
     """From a real HTTP server: no pinned sha256 -> not downloaded; wrong sha256 -> refused, deleted, nothing
     extracted or written; the right sha256 -> fetched from the URL."""
     from newsrnn.config import config_from_dict
-    from newsrnn.fetch import FetchError, fetch
+    from newsrnn.errors import FetchError
+    from newsrnn.fetch import fetch
 
     corpus = write_corpus(tmp_path / "csv", 40, 12)
     served = tmp_path / "www"

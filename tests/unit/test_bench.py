@@ -1,4 +1,5 @@
-"""The benchmark: helpers, and one tiny end-to-end run that must produce the results schema."""
+"""The benchmark harness (benchmarks/harness.py, run by ``newsrnn bench``): helpers, a bad-input
+error, and one tiny end-to-end run that must produce the results schema."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ import yaml
 from support import small_params
 from synthetic import write_corpus
 
-from newsrnn import bench
+from newsrnn.cli import _harness, main
+
+bench = _harness()
+
+
+def test_bench_without_data_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEWSRNN_DATA_DIR", raising=False)
+    assert main(["bench", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert "nowhere" in err and "train.csv" in err
 
 
 def test_percentile_interpolates() -> None:

@@ -8,7 +8,8 @@ import pytest
 import yaml
 from support import ROOT, small_params
 
-from newsrnn.config import ConfigError, config_from_dict, load_config
+from newsrnn.config import config_from_dict, load_config
+from newsrnn.errors import ConfigError
 
 
 def test_repo_params_load() -> None:
@@ -87,20 +88,44 @@ def test_missing_arch_section_and_file_errors(tmp_path: Path) -> None:
         load_config(bad)
 
 
-def test_config_is_frozen() -> None:
-    cfg = config_from_dict(small_params())
-    with pytest.raises(AttributeError):
-        cfg.train.epochs = 10  # type: ignore[misc]
-
-
 def test_an_architecture_can_override_the_training_schedule() -> None:
-    from newsrnn.train import train_config_of
+    from newsrnn.config import resolve
 
     cfg = config_from_dict(small_params(**{"train.epochs": 3, "architectures.bilstm.epochs": 6,
                                            "architectures.bilstm.lr_schedule": "cosine",
                                            "architectures.bilstm.early_stopping_patience": 0}))
-    own = train_config_of(cfg.arch("bilstm"), cfg.train)
+    own = resolve(cfg, "bilstm").train
     assert (own.epochs, own.lr_schedule, own.early_stopping_patience) == (6, "cosine", 0)
     assert own.batching == cfg.train.batching  # everything else still comes from train
-    same = train_config_of(cfg.arch("gru"), cfg.train)
+    same = resolve(cfg, "gru").train
     assert same == cfg.train
+
+
+def test_resolve_lays_tuned_values_then_overrides_over_params(tmp_path: Path) -> None:
+    from newsrnn.config import resolve
+
+    cfg = config_from_dict(small_params(**{"train.batch_size": 32, "architectures.gru.learning_rate": None}))
+    tuned = tmp_path / "gru.yaml"
+    tuned.write_text(yaml.safe_dump({"params": {"units": 12, "batch_size": 64, "learning_rate": 0.02}}))
+    s = resolve(cfg, "gru", tuned)
+    assert (s.arch.units, s.batch_size, s.learning_rate, s.tuned) == (12, 64, 0.02, True)
+    s = resolve(cfg, "gru", tuned, overrides={"units": 5}, epochs=7)
+    assert (s.arch.units, s.batch_size, s.train.epochs) == (5, 64, 7)
+    untuned = resolve(cfg, "gru", tmp_path / "absent.yaml")
+    assert (untuned.arch.units, untuned.batch_size, untuned.learning_rate, untuned.tuned) == (
+        cfg.arch("gru").units, 32, cfg.train.learning_rate, False)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("params: {pooling: max}\n", r"unknown tuned parameter\(s\) \['pooling'\]"),
+    ("params: [1, 2]\n", "expected a mapping"),
+    ("params: {units: 0}\n", "architectures.gru.units: expected an integer >= 1"),
+    ("params: {units: [\n", "not valid YAML"),
+])
+def test_a_bad_tuned_file_names_the_file_and_key(tmp_path: Path, text: str, match: str) -> None:
+    from newsrnn.config import resolve
+
+    tuned = tmp_path / "gru.yaml"
+    tuned.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        resolve(config_from_dict(small_params()), "gru", tuned)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from newsrnn.corpus import DataError, clean_text, read_agnews_csv
+from newsrnn.corpus import clean_text, read_agnews_csv
+from newsrnn.errors import DataError
 
 GOOD = '"3","Oil up","Prices rise\\again"\n"1","Talks","Peace it#39;s on"\n'
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from support import small_params
 
-from newsrnn.config import ArchConfig, ConfigError, VectorizerConfig, config_from_dict
+from newsrnn.config import ArchConfig, VectorizerConfig, config_from_dict
 from newsrnn.embeddings import cooccurrence, word_vectors
-from newsrnn.vectorize import ArtifactError
+from newsrnn.errors import ArtifactError, ConfigError
 
 tf = pytest.importorskip("tensorflow")
 
@@ -66,7 +66,7 @@ def _vectorized(tmp_path: Path, pretrain_dim: int) -> Path:
 
 
 def test_vectorize_saves_verified_vectors_and_networks_start_from_them(tmp_path: Path) -> None:
-    from newsrnn.models import build_network
+    from newsrnn.nn.networks import build_network
     from newsrnn.vectorize import initial_embeddings, load_embeddings, load_vectorizer_spec
 
     vec_dir = _vectorized(tmp_path, pretrain_dim=8)

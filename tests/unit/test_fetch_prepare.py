@@ -18,8 +18,8 @@ from support import small_params
 from synthetic import write_corpus
 
 from newsrnn.config import config_from_dict
-from newsrnn.corpus import DataError
-from newsrnn.fetch import ENV_DATA_DIR, FetchError, fetch, safe_extract
+from newsrnn.errors import DataError, FetchError
+from newsrnn.fetch import ENV_DATA_DIR, fetch, safe_extract
 from newsrnn.prepare import prepare
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from support import ROOT
+from support import ROOT, small_params
 
 from newsrnn.config import load_config
-from newsrnn.vectorize import ArtifactError
+from newsrnn.errors import ArtifactError
 
 tf = pytest.importorskip("tensorflow")
 
@@ -21,7 +21,7 @@ tf = pytest.importorskip("tensorflow")
     [("rnn_title", 1_281_364), ("rnn", 1_281_364), ("lstm", 1_282_372), ("bilstm", 2_758_148), ("gru", 1_289_540)],
 )
 def test_notebook_sizes_parameter_counts(arch: str, params: int) -> None:
-    from newsrnn.models import build_network
+    from newsrnn.nn.networks import build_network
 
     cfg = load_config(ROOT / "params.yaml")
     net = build_network(cfg.arch(arch), cfg.vectorizer.max_tokens)
@@ -35,7 +35,7 @@ def test_recurrent_layers_stay_cudnn_eligible() -> None:
     """Default activations and no recurrent dropout: what Keras needs to pick cuDNN kernels."""
     import keras
 
-    from newsrnn.models import build_network
+    from newsrnn.nn.networks import build_network
 
     cfg = load_config(ROOT / "params.yaml")
     tuned = load_config(ROOT / "benchmarks" / "params_tuned.yaml")  # pooling, bigram branch, dropouts
@@ -54,7 +54,7 @@ def test_recurrent_layers_stay_cudnn_eligible() -> None:
 
 
 def test_guard_ids_truncates_and_never_all_padding() -> None:
-    from newsrnn.models import guard_ids
+    from newsrnn.nn.layers import guard_ids
 
     ids = tf.constant([[0, 0, 0], [4, 5, 0], [7, 8, 9]], dtype=tf.int64)
     out = guard_ids(ids, 2).numpy()
@@ -111,7 +111,7 @@ def test_split_punctuation_vectorizer_keeps_marks_as_tokens_and_loads_safely(tmp
     from newsrnn.config import ArchConfig, VectorizerConfig
     from newsrnn.fileio import atomic_dir
     from newsrnn.modelio import load_text_model, save_text_model
-    from newsrnn.models import build_network, build_text_model
+    from newsrnn.nn.networks import build_network, build_text_model
     from newsrnn.vectorize import build_vectorizer, load_vectorizer_spec, vectorize
 
     prep = tmp_path / "prepared"
@@ -145,8 +145,9 @@ def test_split_punctuation_vectorizer_keeps_marks_as_tokens_and_loads_safely(tmp
 def test_exported_model_takes_raw_text(tmp_path: Path) -> None:
     from newsrnn.config import ArchConfig
     from newsrnn.fileio import atomic_dir
-    from newsrnn.modelio import Predictor, save_text_model
-    from newsrnn.models import build_network, build_text_model
+    from newsrnn.modelio import save_text_model
+    from newsrnn.nn.networks import build_network, build_text_model
+    from newsrnn.predictor import Predictor
     from newsrnn.vectorize import build_vectorizer
 
     vec, config = build_vectorizer(_vectorizer_dir(tmp_path))
@@ -203,7 +204,7 @@ def test_masked_networks_ignore_right_padding(arch: dict) -> None:
     zeros at padded steps.)
     """
     from newsrnn.config import ArchConfig
-    from newsrnn.models import build_network
+    from newsrnn.nn.networks import build_network
 
     net = build_network(ArchConfig(embed_dim=6, units=5, mask_zero=True, **arch), 40)
     ids = np.array([[3, 17, 5, 29, 8, 0, 0, 0, 0]], dtype=np.int64)
@@ -213,9 +214,9 @@ def test_masked_networks_ignore_right_padding(arch: dict) -> None:
 
 
 def test_ngram_ids_hash_bigrams_and_skip_padding() -> None:
-    from newsrnn.models import _layers
+    from newsrnn.nn import layers
 
-    layer = _layers().NgramIds(vocab_size=10, buckets=7)
+    layer = layers.NgramIds(vocab_size=10, buckets=7)
     out = layer(tf.constant([[2, 3, 4, 0], [5, 0, 0, 0]], tf.int64)).numpy()
     assert out.shape == (2, 7)
     np.testing.assert_array_equal(out[:, :4], [[2, 3, 4, 0], [5, 0, 0, 0]])  # the words themselves
@@ -228,7 +229,7 @@ def test_ngram_branch_adds_its_table_and_survives_save_load(tmp_path: Path) -> N
     import keras
 
     from newsrnn.config import ArchConfig
-    from newsrnn.models import build_network
+    from newsrnn.nn.networks import build_network
 
     base = build_network(ArchConfig(cell="gru", embed_dim=4, units=3), 50)
     net = build_network(ArchConfig(cell="gru", embed_dim=4, units=3, ngram_buckets=100, ngram_dim=5), 50)
@@ -241,10 +242,11 @@ def test_ngram_branch_adds_its_table_and_survives_save_load(tmp_path: Path) -> N
 
 
 def test_ngram_idf_counts_documents_of_the_layers_ids() -> None:
-    from newsrnn.models import _layers, ngram_idf, ngram_ids_np
+    from newsrnn.data import ngram_idf, ngram_ids_np
+    from newsrnn.nn import layers
 
     rows = [np.array([2, 3, 4]), np.array([2, 3]), np.array([5, 5])]
-    layer_ids = _layers().NgramIds(vocab_size=10, buckets=7)(tf.constant([[2, 3, 4]], tf.int64)).numpy()[0]
+    layer_ids = layers.NgramIds(vocab_size=10, buckets=7)(tf.constant([[2, 3, 4]], tf.int64)).numpy()[0]
     np.testing.assert_array_equal(ngram_ids_np(rows[0], 10, 7), layer_ids)  # same hashing as the layer
     idf = ngram_idf(rows, 10, 7)
     assert idf.shape == (17,) and idf[0] == 0
@@ -264,8 +266,9 @@ def test_wide_network_is_logistic_regression_on_tfidf(tmp_path: Path) -> None:
     import keras
 
     from newsrnn.config import ArchConfig
-    from newsrnn.modelio import masks_padding
-    from newsrnn.models import build_network, ngram_idf, ngram_ids_np
+    from newsrnn.data import ngram_idf, ngram_ids_np
+    from newsrnn.nn.networks import build_network
+    from newsrnn.predictor import masks_padding
 
     arch = ArchConfig(cell="none", ngram_buckets=11, ngram_dim=4, ngram_weighting="tfidf")
     rows = [np.array([2, 3, 4]), np.array([2, 3]), np.array([5, 6, 7, 2])]
@@ -298,30 +301,33 @@ def test_wide_network_is_logistic_regression_on_tfidf(tmp_path: Path) -> None:
 def test_cosine_schedule_and_weight_decay_reach_the_optimizer() -> None:
     import keras
 
-    from newsrnn.config import ArchConfig, TrainConfig
-    from newsrnn.models import build_network
-    from newsrnn.train import compile_network
+    from newsrnn.config import config_from_dict, resolve
+    from newsrnn.errors import ConfigError
+    from newsrnn.nn.trainable import build_trainable, make_optimizer
 
-    net = build_network(ArchConfig(cell="gru", embed_dim=4, units=3), 20)
-    compile_network(net, 0.01, train_cfg=TrainConfig(lr_schedule="cosine", weight_decay=0.01), total_steps=10)
+    cfg = config_from_dict(small_params(**{"train.weight_decay": 0.01, "architectures.gru.lr_schedule": "cosine",
+                                           "architectures.gru.learning_rate": 0.01, "train.epochs": 2}))
+    settings = resolve(cfg, "gru")
+    net = build_trainable(settings, 20, steps_per_epoch=5)
     opt = net.optimizer
     assert isinstance(opt, keras.optimizers.AdamW) and opt.weight_decay == pytest.approx(0.01)
     assert float(opt.learning_rate) == pytest.approx(0.01)
-    opt.iterations.assign(5)
+    opt.iterations.assign(5)  # half of 2 epochs x 5 steps
     assert float(opt.learning_rate) == pytest.approx(0.01 * (0.05 + 0.95 * 0.5), rel=1e-4)
     opt.iterations.assign(10)
     assert float(opt.learning_rate) == pytest.approx(0.0005, rel=1e-4)
-    with pytest.raises(ValueError, match="number of training steps"):
-        compile_network(net, 0.01, train_cfg=TrainConfig(lr_schedule="cosine"))
-    compile_network(net, 0.01, train_cfg=TrainConfig())
-    assert type(net.optimizer) is keras.optimizers.Adam
+    with pytest.raises(ConfigError, match="architectures.gru: lr_schedule cosine needs at least one"):
+        make_optimizer(settings, 0)
+    plain = resolve(config_from_dict(small_params()), "gru")
+    assert type(make_optimizer(plain, 10)) is keras.optimizers.Adam
 
 
 @pytest.mark.parametrize("mask_zero", [True, False])
+
 def test_predictor_xla_path_gives_the_graph_path_answer(tmp_path: Path, mask_zero: bool) -> None:
     from newsrnn.config import ArchConfig
-    from newsrnn.modelio import Predictor
-    from newsrnn.models import build_network, build_text_model
+    from newsrnn.nn.networks import build_network, build_text_model
+    from newsrnn.predictor import Predictor
     from newsrnn.vectorize import build_vectorizer
 
     vec, config = build_vectorizer(_vectorizer_dir(tmp_path))  # max_length 4
@@ -351,8 +357,8 @@ def test_predictor_xla_path_gives_the_graph_path_answer(tmp_path: Path, mask_zer
 def test_ensemble_is_the_mean_of_its_members_and_refuses_another_vocabulary(tmp_path: Path) -> None:
     from newsrnn.config import ArchConfig
     from newsrnn.ensemble import build_ensemble
-    from newsrnn.modelio import Predictor
-    from newsrnn.models import build_network, build_text_model
+    from newsrnn.nn.networks import build_network, build_text_model
+    from newsrnn.predictor import Predictor
     from newsrnn.vectorize import build_vectorizer
 
     vec_dir = _vectorizer_dir(tmp_path)
@@ -384,7 +390,7 @@ def _char_arch(**kw: object) -> object:
 
 
 def test_char_ngram_ids_hash_lowercased_raw_text_and_cap_characters() -> None:
-    from newsrnn.models import char_front, char_front_max_length
+    from newsrnn.nn.networks import char_front, char_front_max_length
 
     front = char_front(_char_arch())
     ids = front(tf.constant(["Oil!", "oil!", "", "abcdefghijklmnopqrstuvwxyz", "é"])).numpy()
@@ -402,9 +408,11 @@ def test_char_ngram_ids_hash_lowercased_raw_text_and_cap_characters() -> None:
 
 
 def test_wide_char_network_is_padding_invariant_and_survives_save_load(tmp_path: Path) -> None:
+    from newsrnn.data import id_idf
     from newsrnn.fileio import atomic_dir
-    from newsrnn.modelio import Predictor, save_text_model
-    from newsrnn.models import build_network, build_text_model, char_front, char_front_max_length, id_idf
+    from newsrnn.modelio import save_text_model
+    from newsrnn.nn.networks import build_network, build_text_model, char_front, char_front_max_length
+    from newsrnn.predictor import Predictor
 
     arch = _char_arch()
     front = char_front(arch)
@@ -428,8 +436,9 @@ def test_ensemble_of_word_and_char_members_is_the_mean_of_all(tmp_path: Path) ->
     from newsrnn.config import ArchConfig
     from newsrnn.ensemble import build_ensemble
     from newsrnn.fileio import atomic_dir
-    from newsrnn.modelio import Predictor, load_text_model, model_parts, save_text_model
-    from newsrnn.models import build_network, build_text_model, char_front, char_front_max_length
+    from newsrnn.modelio import load_text_model, save_text_model
+    from newsrnn.nn.networks import build_network, build_text_model, char_front, char_front_max_length
+    from newsrnn.predictor import Predictor, model_parts
     from newsrnn.vectorize import build_vectorizer
 
     vec_dir = _vectorizer_dir(tmp_path)
@@ -464,7 +473,8 @@ def test_ensemble_of_word_and_char_members_is_the_mean_of_all(tmp_path: Path) ->
 
 
 def test_char_tokens_need_a_bag_network() -> None:
-    from newsrnn.config import ConfigError, config_from_dict
+    from newsrnn.config import config_from_dict
+    from newsrnn.errors import ConfigError
 
     params = load_config(ROOT / "params.yaml")
     from newsrnn.config import config_to_dict

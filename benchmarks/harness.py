@@ -1,4 +1,5 @@
-"""``newsrnn bench``: the notebook's recipe and newsrnn's training, side by side, in one run.
+"""The benchmark harness behind ``newsrnn bench``: the notebook's recipe and newsrnn's training,
+side by side, in one run. It lives beside the results it writes, outside the library.
 
 For each architecture two child processes run one after the other on the same rows:
 
@@ -6,14 +7,15 @@ For each architecture two child processes run one after the other on the same ro
   titles, max_tokens 20000, the vectorizer inside the model so every batch is padded to its
   longest text, batches of 16 (8 for ``lstm``), Adam defaults, one epoch over data shuffled
   once). Its test accuracy is the target newsrnn has to reach.
-- ``newsrnn``: the library's own training (``Datasets``, ``build_network``, ``fit_epochs`` and
-  the config from params.yaml). A Keras callback pauses the clock, scores the test split every
+- ``newsrnn``: the library's own training, built exactly as ``newsrnn train`` builds it
+  (``config.resolve``, ``nn.trainable.build_trainable``, ``data.Datasets``, ``fit.fit_epochs``).
+  A Keras callback pauses the clock, scores the test split every
   ``eval_fraction`` of an epoch until the target is reached, and resumes the clock, so the time
   to reach the notebook's accuracy counts training only.
 
 Each child reports its own peak RSS (``getrusage(RUSAGE_SELF)``), so memory is per side and per
 architecture. The parent also times single-text and batch prediction through
-:class:`newsrnn.modelio.Predictor`, ``newsrnn --help`` and a no-op ``dvc repro``, writes one JSON
+:class:`newsrnn.predictor.Predictor`, ``newsrnn --help`` and a no-op ``dvc repro``, writes one JSON
 file under ``benchmarks/results/`` and prints a markdown table.
 """
 
@@ -32,6 +34,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from newsrnn.errors import BenchError
+
 NOTEBOOK_ARCHS = ("rnn_title", "rnn", "lstm", "bilstm")
 # gru, wide and wide_char have no notebook counterpart; they are held to the notebook's single-layer LSTM.
 TARGET_OF = {"gru": "lstm", "wide": "lstm", "wide_char": "lstm"}
@@ -39,10 +43,6 @@ NOTEBOOK_VOCAB = 20000
 NOTEBOOK_ADAPT_TITLES = 2000
 CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
              "KERAS_BACKEND": "tensorflow", "PYTHONUNBUFFERED": "1"}
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not run (no data, a child process failed)."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -242,7 +242,7 @@ def test_batches(vectorizer: Any, max_length: int | None, texts: Any, labels: An
     import numpy as np
     import tensorflow as tf
 
-    from newsrnn.train import encode_texts, pad_rows
+    from newsrnn.data import encode_texts, pad_rows
 
     rows = encode_texts(vectorizer, max_length, texts, chunk=1024)
     lengths = np.array([len(r) for r in rows])
@@ -265,35 +265,25 @@ def run_newsrnn(cfg: Any, arch_name: str, work: Path, target: float | None, eval
     setup_runtime(cfg.seed, cfg.train.deterministic, cfg.train.mixed_precision)
     import numpy as np
 
-    from newsrnn.models import build_network, build_text_model
-    from newsrnn.train import (
-        Datasets,
-        build_front,
-        compile_network,
-        fit_epochs,
-        idf_of,
-        learning_rate_of,
-        load_splits,
-        texts_of,
-        train_config_of,
-    )
+    from newsrnn.config import resolve
+    from newsrnn.data import Datasets, build_front, idf_of, load_splits, texts_of
+    from newsrnn.fit import fit_epochs
+    from newsrnn.nn.networks import build_text_model
+    from newsrnn.nn.trainable import build_trainable
     from newsrnn.vectorize import build_vectorizer, initial_embeddings
 
-    arch = cfg.arch(arch_name)
-    if arch_overrides:
-        arch = replace(arch, **arch_overrides)
-    tcfg = train_config_of(arch, cfg.train)
+    settings = resolve(cfg, arch_name, overrides=arch_overrides)
+    arch, tcfg = settings.arch, settings.train
     train_df, val_df, test_df = load_splits(work / "prepared")
     vectorizer, max_length, vocab_size = build_front(arch, *build_vectorizer(work / "vectorizer"))
     t_setup = time.perf_counter()
-    data = Datasets(vectorizer, max_length, train_df, val_df, arch, tcfg, cfg.seed)
+    data = Datasets(vectorizer, max_length, train_df, val_df, settings)
     # Counted as training time: a pipeline that vectorizes up front must not hide that cost.
     setup_s = time.perf_counter() - t_setup
-    lr = learning_rate_of(arch, cfg.train)
-    network = build_network(arch, vocab_size, name=f"{arch_name}_network",
-                            embeddings=initial_embeddings(arch, work / "vectorizer"),
-                            idf=idf_of(arch, vocab_size, data))
-    compile_network(network, lr, train_cfg=tcfg, total_steps=data.steps_per_epoch() * tcfg.epochs)
+    lr = settings.learning_rate
+    network = build_trainable(settings, vocab_size, data.steps_per_epoch(),
+                              embeddings=initial_embeddings(arch, work / "vectorizer"),
+                              idf=idf_of(arch, vocab_size, data))
     test_ds = test_batches(vectorizer, max_length, texts_of(test_df, arch), test_df["label"].to_numpy())
     steps = max(1, -(-len(train_df) // data.batch_size))
     every = max(1, int(steps * eval_fraction))
@@ -353,15 +343,16 @@ def run_ensemble(cfg: Any, work: Path, member_dirs: list[Path], model_out: Path)
     """The ``ensemble`` of the bench's trained models: val and test accuracy, saved like a model."""
     import numpy as np
 
-    from newsrnn.ensemble import build_ensemble, ensemble_arch
-    from newsrnn.modelio import Predictor, load_text_model, save_text_model
-    from newsrnn.train import load_splits, texts_of
+    from newsrnn.data import load_splits, texts_of
+    from newsrnn.ensemble import build_ensemble
+    from newsrnn.modelio import load_text_model, save_text_model
+    from newsrnn.predictor import Predictor
 
     model = build_ensemble([load_text_model(d) for d in member_dirs])
     model_out.mkdir(parents=True, exist_ok=True)
     save_text_model(model, model_out)
     _, val_df, test_df = load_splits(work / "prepared")
-    arch = ensemble_arch(cfg)
+    arch = cfg.candidate("ensemble")
     pred = Predictor(model, max_batch=len(test_df) + len(val_df))
     acc = {}
     for name, df in (("val", val_df), ("test", test_df)):
@@ -380,7 +371,7 @@ def run_predict(model_dir: Path, work: Path, n_single: int = 300, seed: int = 0)
 
     import pandas as pd
 
-    from newsrnn.modelio import Predictor
+    from newsrnn.predictor import Predictor
 
     test = pd.read_parquet(work / "raw" / "test.parquet")
     texts = (test["title"] + " " + test["description"]).tolist()
@@ -494,7 +485,7 @@ def _child(kind: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
     out_path = spec_path.with_name(spec_path.name.replace("spec_", "result_"))
     spec_path.write_text(json.dumps({**spec, "kind": kind, "work": str(work), "out": str(out_path)}))
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "newsrnn.bench", str(spec_path)],
+    r = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(spec_path)],
                        env={**os.environ, **CHILD_ENV}, capture_output=True, text=True)
     if r.returncode or not out_path.exists():
         raise BenchError(f"{kind} {spec.get('arch', '')} failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
@@ -648,7 +639,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     skip = set(getattr(args, "skip", None) or os.environ.get("NEWSRNN_BENCH_SKIP", "").split(","))
     max_rows = getattr(args, "max_train_rows", None)
     eval_fraction = float(getattr(args, "eval_fraction", None) or 0.1)
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     out = Path(getattr(args, "out", None) or
                f"benchmarks/results/bench_{time.strftime('%Y%m%d-%H%M%S')}.json")
     params = config_to_dict(cfg)

@@ -1,0 +1,198 @@
+"""The custom Keras layers, registered under the package name ``newsrnn`` for safe-mode loading.
+
+Importing this module imports TensorFlow and registers every layer; ``modelio.load_text_model``
+imports it before deserialising, so a saved model finds its classes by name (no Lambda layers,
+no pickled code).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+# Id 1 is TextVectorization's out-of-vocabulary token (0 is padding).
+OOV_ID = 1
+
+
+@keras.saving.register_keras_serializable(package="newsrnn")
+class GuardIds(keras.layers.Layer):
+    """Truncate ids to ``max_length`` and give empty rows one OOV token.
+
+    An all-padding row would make a masked RNN see no steps at all (and breaks cuDNN);
+    an empty text is therefore read as a single unknown word.
+    """
+
+    def __init__(self, max_length: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def call(self, ids: Any) -> Any:
+        return guard_ids(ids, self.max_length)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "max_length": self.max_length}
+
+def guard_ids(ids: Any, max_length: int | None) -> Any:
+    ids = tf.cast(ids, tf.int64)
+    if max_length is not None:
+        ids = ids[..., :max_length]
+    # At least one column, and position 0 never padding (right padding => row was empty).
+    pad = tf.maximum(0, 1 - tf.shape(ids)[-1])
+    paddings = [[0, 0]] * (len(ids.shape) - 1) + [[0, pad]]
+    ids = tf.pad(ids, paddings)
+    first = ids[..., :1]
+    first = tf.where(first == 0, tf.constant(OOV_ID, tf.int64), first)
+    return tf.concat([first, ids[..., 1:]], axis=-1)
+
+@keras.saving.register_keras_serializable(package="newsrnn")
+class NgramIds(keras.layers.Layer):
+    """Token ids (batch, T) -> word and hashed word-bigram ids (batch, 2T - 1), 0 = none.
+
+    Words keep their ids (< vocab_size); the bigram of ids (a, b) becomes
+    ``vocab_size + (a * 1000003 + b) mod buckets``. A bigram touching padding is 0, so with a
+    masked average on top, right padding changes nothing.
+    """
+
+    def __init__(self, vocab_size: int = 1, buckets: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.buckets = buckets
+
+    def call(self, ids: Any) -> Any:
+        ids = tf.cast(ids, tf.int64)
+        left, right = ids[:, :-1], ids[:, 1:]
+        hashed = self.vocab_size + tf.math.floormod(left * 1000003 + right, self.buckets)
+        bigrams = tf.where((left > 0) & (right > 0), hashed, tf.zeros_like(hashed))
+        return tf.concat([ids, bigrams], axis=1)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        t = input_shape[1]
+        return (input_shape[0], None if t is None else max(1, 2 * t - 1))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "vocab_size": self.vocab_size, "buckets": self.buckets}
+
+@keras.saving.register_keras_serializable(package="newsrnn")
+class MaskedMax(keras.layers.Layer):
+    """Max over time of the unmasked steps only.
+
+    GlobalMaxPooling1D ignores the mask: a backward RNN emits zeros at right-padded steps,
+    so padding would change the max. Here padded steps never count.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, x: Any, mask: Any = None) -> Any:
+        if mask is not None:
+            x = tf.where(tf.cast(mask, tf.bool)[:, :, None], x, tf.cast(-1e9, x.dtype))
+        return tf.reduce_max(x, axis=1)
+
+    def compute_mask(self, x: Any, mask: Any = None) -> Any:
+        return None
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (input_shape[0], input_shape[2])
+
+@keras.saving.register_keras_serializable(package="newsrnn")
+class IdfBag(keras.layers.Layer):
+    """(n-gram ids, their vectors) -> the idf-weighted sum of the vectors, L2-normalised.
+
+    Each occurrence weighs its id's inverse document frequency (a non-trainable table, set
+    from the training split and saved with the model); the sum is divided by the root of the
+    summed squared weights. With vectors of size 4 and a softmax on top this is logistic
+    regression on TF-IDF features. Padding (id 0) has idf 0, so it changes nothing.
+    """
+
+    def __init__(self, size: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.size = size
+        self.idf = self.add_weight(name="idf", shape=(size,), initializer="zeros", trainable=False)
+
+    def call(self, inputs: Any, mask: Any = None) -> Any:
+        ids, vectors = inputs
+        weights = tf.cast(tf.gather(self.idf, tf.cast(ids, tf.int64)), vectors.dtype)
+        norm = tf.sqrt(tf.reduce_sum(tf.square(weights), axis=1, keepdims=True)) + 1e-6
+        return tf.reduce_sum(vectors * (weights / norm)[:, :, None], axis=1)
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        return None
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (input_shape[1][0], input_shape[1][2])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "size": self.size}
+
+@keras.saving.register_keras_serializable(package="newsrnn", name="split_punctuation")
+def split_punctuation(text: Any) -> Any:
+    """Lower-case, and set every punctuation mark apart as a token of its own (apostrophes
+    stay inside words: "company's"). Registered, so safe-mode loading finds it by name."""
+    return tf.strings.regex_replace(tf.strings.lower(text), r"([^\pL\pN\s'])", r" \1 ")
+
+@keras.saving.register_keras_serializable(package="newsrnn")
+class CharNgramIds(keras.layers.Layer):
+    """Raw strings (batch,) -> hashed character n-gram ids (batch, L), right-padded with 0.
+
+    The front end of ``tokens: char_ngrams`` networks, in place of the word vectorizer. The
+    text is lower-cased (case-insensitive, like the words) but keeps its punctuation, digits
+    and every word beyond the vocabulary. Each run of ``min_n`` to ``max_n`` characters of the
+    first ``max_chars`` is hashed with integer arithmetic (fast: no per-n-gram strings) into
+    ids 1..buckets; its length salts the hash. A text's ids come by start position, right-padded.
+    """
+
+    def __init__(self, buckets: int = 1, min_n: int = 2, max_n: int = 5, max_chars: int = 1000,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.buckets, self.min_n, self.max_n, self.max_chars = buckets, min_n, max_n, max_chars
+
+    def call(self, text: Any) -> Any:
+        text = tf.strings.lower(tf.convert_to_tensor(text, tf.string), encoding="utf-8")
+        chars = tf.strings.unicode_decode(text, "UTF-8", errors="replace")[:, : self.max_chars]
+        # On the flat characters of all texts, row after row: no work on padding, whatever
+        # the longest text in the batch. An n-gram starting at a character is valid if it
+        # ends inside the same text.
+        codes = tf.cast(chars.values, tf.int64)
+        rows = chars.value_rowids()
+        ends = tf.gather(chars.row_splits[1:], rows)
+        count = tf.size(codes, out_type=tf.int64)
+        starts = tf.range(count)
+        tail = tf.concat([codes, tf.zeros([self.max_n], tf.int64)], axis=0)
+        ids, valid = [], []
+        for n in range(self.min_n, self.max_n + 1):
+            h = tf.zeros_like(codes)
+            for k in range(n):
+                h = (h * 1000003 + tail[k:k + count]) % 2147483647
+            ids.append((h + 7919 * n) % self.buckets + 1)
+            valid.append(starts + n <= ends)
+        ids, valid = tf.stack(ids, axis=1), tf.stack(valid, axis=1)
+        owner = tf.broadcast_to(rows[:, None], tf.shape(ids, out_type=tf.int64))
+        ragged = tf.RaggedTensor.from_value_rowids(tf.boolean_mask(ids, valid), tf.boolean_mask(owner, valid),
+                                                   nrows=tf.shape(text, out_type=tf.int64)[0])
+        return ragged.to_tensor(0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "buckets": self.buckets, "min_n": self.min_n,
+                "max_n": self.max_n, "max_chars": self.max_chars}
+
+@keras.saving.register_keras_serializable(package="newsrnn")
+class PartsMean(keras.layers.Layer):
+    """The mean over all ensemble members when they come in parts (one per front end):
+    each part's mean probabilities weigh by its number of members."""
+
+    def __init__(self, counts: tuple[int, ...] = (1,), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.counts = tuple(int(c) for c in counts)
+
+    def call(self, parts: Any) -> Any:
+        total = float(sum(self.counts))
+        return tf.add_n([p * (c / total) for p, c in zip(parts, self.counts)])
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape[0]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "counts": list(self.counts)}

@@ -1,0 +1,154 @@
+"""The architectures: the notebook's four recurrent networks plus GRU, sized from params.
+
+``build_network`` makes the trained network, which takes right-padded token ids (so batches can
+be grouped by length). ``build_text_model`` puts the vectorizer in front, giving the exported
+model that takes raw strings and returns the 4 class probabilities.
+
+GPU note: recurrent layers keep their default activations and no recurrent dropout, and masks
+are right-padded with never an all-padding row (see ``GuardIds``), so Keras can use cuDNN kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from newsrnn.config import ArchConfig
+from newsrnn.nn import layers
+
+N_CLASSES = 4
+
+
+def standardizer(name: str) -> Any:
+    """What TextVectorization's ``standardize`` gets for ``vectorizer.standardize``: Keras' own
+    string for its built-in mode, the registered ``split_punctuation`` function otherwise."""
+    if name == "lower_and_strip_punctuation":
+        return name
+    if name == "lower_split_punctuation":
+        return layers.split_punctuation
+    raise ValueError(f"vectorizer.standardize: unknown mode {name!r}")
+
+
+def guard_layer(max_length: int | None, name: str = "guard_ids") -> Any:
+    """A GuardIds layer."""
+    return layers.GuardIds(max_length=max_length, name=name)
+
+
+def char_front(arch: ArchConfig, name: str = "vectorizer") -> Any:
+    """The ``tokens: char_ngrams`` front end (in the exported model where the word vectorizer
+    would be, under the same name)."""
+    return layers.CharNgramIds(arch.ngram_buckets, arch.char_ngram_min, arch.char_ngram_max,
+                                  arch.max_chars, name=name)
+
+
+def is_char_front(layer: Any) -> bool:
+    """Whether a text model's ``vectorizer`` layer is a char n-gram front end (else the words')."""
+    return isinstance(layer, layers.CharNgramIds)
+
+
+def char_front_max_length(arch: ArchConfig) -> int:
+    """The most n-gram ids a text can give: the guard's cap for a char front."""
+    return sum(max(0, arch.max_chars - n + 1) for n in range(arch.char_ngram_min, arch.char_ngram_max + 1))
+
+
+def parts_mean(counts: tuple[int, ...]) -> Any:
+    """A PartsMean layer (the ensemble's combiner when members read different front ends)."""
+    return layers.PartsMean(counts=counts, name="mean_probs")
+
+
+def ngram_table_size(arch: ArchConfig, vocab_size: int) -> int:
+    """Rows of the n-gram embedding (and idf) table: words + bigram buckets, or 1 + char buckets."""
+    if arch.tokens == "char_ngrams":
+        return arch.ngram_buckets + 1
+    return vocab_size + arch.ngram_buckets
+
+
+def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embeddings: Any = None,
+                  idf: Any = None) -> Any:
+    """The trainable network: token ids (batch, time) -> class probabilities (batch, 4).
+
+    ``embeddings`` (vocab, >= embed_dim), required when ``arch.pretrained_embeddings``: the
+    embedding table starts from its leading ``embed_dim`` columns and keeps training.
+    ``idf`` (``ngram_idf`` of the training rows), required when ``arch.ngram_weighting`` is tfidf.
+    """
+    import keras
+
+    if arch.pretrained_embeddings:
+        if embeddings is None:
+            raise ValueError("pretrained_embeddings is set but no pre-trained vectors were given")
+        if embeddings.shape[0] != vocab_size or embeddings.shape[1] < arch.embed_dim:
+            raise ValueError(f"pre-trained vectors of shape {tuple(embeddings.shape)} do not fit a "
+                             f"vocabulary of {vocab_size} and embed_dim {arch.embed_dim}")
+    tfidf = arch.ngram_buckets > 0 and arch.ngram_weighting == "tfidf"
+    table = ngram_table_size(arch, vocab_size)
+    if tfidf and (idf is None or len(idf) != table):
+        raise ValueError(f"ngram_weighting tfidf needs an idf table of {table} "
+                         f"entries (idf of the training rows); got {None if idf is None else len(idf)}")
+    if arch.cell == "none" and arch.ngram_buckets == 0:
+        raise ValueError("cell none needs ngram_buckets > 0: the n-gram branch is the whole network")
+    if arch.tokens == "char_ngrams" and arch.cell != "none":
+        raise ValueError("tokens char_ngrams needs cell none: a char n-gram bag has no word sequence to recur over")
+
+    inputs = keras.Input(shape=(None,), dtype="int64", name="token_ids")
+    features = []
+    if arch.cell != "none":
+        features.append(_recurrent_features(arch, vocab_size, inputs, embeddings))
+    if arch.ngram_buckets > 0:
+        # Char fronts hand over n-gram ids already; word ids get their hashed bigrams here.
+        ngram_ids = (inputs if arch.tokens == "char_ngrams" else
+                     layers.NgramIds(vocab_size, arch.ngram_buckets, name="ngram_ids")(inputs))
+        bag = keras.layers.Embedding(table, arch.ngram_dim, mask_zero=True,
+                                     name="ngram_embedding")(ngram_ids)
+        if tfidf:
+            weigher = layers.IdfBag(table, name="ngram_tfidf")
+            bag = weigher([ngram_ids, bag])
+            weigher.set_weights([idf])
+        else:
+            bag = keras.layers.GlobalAveragePooling1D(name="ngram_mean")(bag)
+        features.append(bag)
+    x = features[0] if len(features) == 1 else keras.layers.Concatenate(name="features")(features)
+    if arch.dropout > 0:
+        x = keras.layers.Dropout(arch.dropout, name="dropout")(x)
+    # float32 output keeps softmax stable under a mixed_float16 policy.
+    outputs = keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="probs")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _recurrent_features(arch: ArchConfig, vocab_size: int, inputs: Any, embeddings: Any) -> Any:
+    """Embedding, the recurrent layers and the pooling over time: (batch, features)."""
+    import keras
+
+    cell_cls = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM,
+                "gru": keras.layers.GRU}[arch.cell]
+    embedding = keras.layers.Embedding(vocab_size, arch.embed_dim, mask_zero=arch.mask_zero, name="embedding")
+    x = embedding(inputs)
+    if arch.pretrained_embeddings:
+        # Set after building: a Constant initializer would copy the table into the model config.
+        embedding.set_weights([embeddings[:, : arch.embed_dim]])
+    if arch.embed_dropout > 0:
+        x = keras.layers.SpatialDropout1D(arch.embed_dropout, name="embed_dropout")(x)
+    for i in range(arch.layers):
+        last = i == arch.layers - 1
+        layer = cell_cls(arch.units, return_sequences=not last or arch.pooling != "last",
+                         name=f"{arch.cell}_{i}")
+        if arch.bidirectional:
+            layer = keras.layers.Bidirectional(layer, name=f"bi_{arch.cell}_{i}")
+        x = layer(x)
+    if arch.pooling in ("max", "max_mean"):
+        pooled = [layers.MaskedMax(name="max_pool")(x)]
+        if arch.pooling == "max_mean":
+            pooled.append(keras.layers.GlobalAveragePooling1D(name="mean_pool")(x))
+        x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="pooled")(pooled)
+    elif arch.pooling == "mean":
+        x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)
+    return x
+
+
+def build_text_model(vectorizer: Any, network: Any, max_length: int | None) -> Any:
+    """Raw strings (batch,) -> probabilities: vectorizer, GuardIds, then the network."""
+    import keras
+
+    text = keras.Input(shape=(), dtype="string", name="text")
+    ids = vectorizer(text)
+    ids = guard_layer(max_length)(ids)
+    probs = network(ids)
+    return keras.Model(text, probs, name="newsrnn_text_classifier")
