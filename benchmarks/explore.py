@@ -6,7 +6,7 @@ Each configuration is params.yaml with overrides (dotted keys, e.g. ``train.batc
 to reach the notebook's one-epoch test accuracy are recorded alongside. One JSON line per run.
 
     python benchmarks/explore.py --data-dir ../shared/data/ag_news_csv --plan plan.json \
-        --work /tmp/newsrnn-explore --out benchmarks/results/explore.jsonl
+        --work /tmp/newsrnn-explore --out benchmarks/results/explore_2026-11-28_7d83f01.jsonl
 
 ``plan.json`` is a list of ``{"name", "arch", "overrides"}`` objects.
 """

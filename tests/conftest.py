@@ -47,3 +47,36 @@ def prepared(tmp_path: Path, corpus_dir: Path) -> dict[str, Path]:
     vectorize(cfg.vectorizer, tmp_path / "prepared", tmp_path / "vec")
     return {"raw": tmp_path / "raw", "prepared": tmp_path / "prepared", "vec": tmp_path / "vec",
             "root": tmp_path}
+
+
+# Tests must leave nothing in the checkout (no mlruns/, mlflow.db, optuna/, artifacts/ ...): the
+# untracked and ignored paths at the start of the session are compared with those at its end.
+_SCRATCH = (".pytest_cache/", ".ruff_cache/", ".venv/", "__pycache__/", ".egg-info/")
+
+
+def _checkout_litter() -> set[str]:
+    import subprocess
+
+    from support import ROOT
+
+    out = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=ROOT,
+                         capture_output=True, text=True)
+    paths = {line[3:] for line in out.stdout.splitlines() if line[:2] in ("??", "!!")}
+    return {p for p in paths if not any(s in p for s in _SCRATCH)}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_LITTER_KEY] = _checkout_litter()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_LITTER_KEY, None)
+    if before is None:
+        return
+    left = sorted(_checkout_litter() - before)
+    if left:
+        print(f"\ntests left files in the checkout: {', '.join(left[:20])}", file=sys.stderr)
+        session.exitstatus = 1
+
+
+_LITTER_KEY = pytest.StashKey[set]()

@@ -420,8 +420,10 @@ def load_config(path: str | os.PathLike[str] = "params.yaml") -> Config:
         raise ConfigError(f"{p}: params file not found (run from the project root or pass --params)")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not a text file (byte {exc.start} is not UTF-8); pass a params YAML file") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{p}: not valid YAML: {' '.join(str(exc).split())}") from None
     try:
         return config_from_dict(raw)
     except ConfigError as exc:

@@ -12,21 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from newsrnn.config import ArchConfig, Settings
-from newsrnn.errors import DataError
 
 
 def load_splits(prepared_dir: str | Path) -> tuple[Any, Any, Any]:
     """The prepared train, val and test DataFrames."""
-    import pandas as pd
+    from newsrnn.fileio import read_parquet
 
     d = Path(prepared_dir)
-    out = []
-    for name in ("train", "val", "test"):
-        p = d / f"{name}.parquet"
-        if not p.exists():
-            raise DataError(f"{p}: not found; run `newsrnn prepare` first")
-        out.append(pd.read_parquet(p))
-    return out[0], out[1], out[2]
+    train, val, test = (read_parquet(d / f"{name}.parquet", "prepare") for name in ("train", "val", "test"))
+    return train, val, test
 
 
 def prepared_data_sha(prepared_dir: str | Path) -> str:

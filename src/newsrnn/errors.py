@@ -55,6 +55,10 @@ class KfpError(ConfigError):
     """A Kubeflow problem the user can fix: missing checkout, bad --arg, stale package, failed run."""
 
 
+class OutputError(NewsrnnError, OSError):
+    """An output could not be written (no space left, no quota); names the output."""
+
+
 class BenchError(NewsrnnError, RuntimeError):
     """The benchmark could not run (no data, a child process failed)."""
 
@@ -86,10 +90,9 @@ def redact(text: str) -> str:
 def one_line(exc: BaseException) -> str:
     """The message of ``exc`` as one line, credentials redacted (OS errors keep their path)."""
     if isinstance(exc, OSError) and not isinstance(exc, NewsrnnError) and exc.filename is not None:
-        reason = exc.strerror or type(exc).__name__
-        if getattr(exc, "errno", None) == 28:  # ENOSPC
-            reason = "no space left on device; free some space and re-run (earlier outputs are intact)"
-        msg = f"{exc.filename}: {reason}"
+        msg = f"{exc.filename}: {exc.strerror or type(exc).__name__}"
+    elif isinstance(exc, FileNotFoundError) and not isinstance(exc, NewsrnnError):
+        msg = f"{exc}: not found"
     else:
         msg = str(exc) or type(exc).__name__
     return redact(" ".join(msg.split()) if "\n" not in msg else " | ".join(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from newsrnn.config import CLASS_NAMES, Config
+from newsrnn.errors import ArtifactError
 from newsrnn.fileio import atomic_dir, write_json
 
 
@@ -99,6 +100,9 @@ def evaluate(
     from newsrnn.tracking import Tracker
 
     model_dir = Path(model_dir or f"artifacts/models/{arch_name}")
+    if not (model_dir / "train.json").is_file():
+        made_by = "ensemble" if arch_name == "ensemble" else f"train {arch_name}"
+        raise ArtifactError(f"{model_dir}: no trained model; run `newsrnn {made_by}` first")
     metrics_path = Path(metrics_path or f"metrics/{arch_name}.json")
     plots_dir = Path(plots_dir or f"plots/{arch_name}")
     summary = json.loads((model_dir / "train.json").read_text())

@@ -7,6 +7,7 @@ temporary name and moved into place with ``os.replace``, which is atomic on POSI
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -26,6 +27,24 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+# A write that fails for want of space (or of quota, or of the file-size limit).
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@contextlib.contextmanager
+def _no_space_names(target: Path) -> Iterator[None]:
+    """Turn "no space left" while writing ``target`` into an OutputError that names it."""
+    from newsrnn.errors import OutputError
+
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _NO_SPACE or isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"{target}: could not be written: {os.strerror(exc.errno)}; free space on "
+                          f"that filesystem and re-run (what was there before is unchanged)") from None
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success move it over ``target``.
@@ -38,8 +57,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, target)
+        with _no_space_names(target):
+            yield tmp_path
+            os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -56,7 +76,8 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        yield tmp
+        with _no_space_names(target):
+            yield tmp
         old = None
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
@@ -91,3 +112,19 @@ def write_parquet(df: Any, target: str | os.PathLike[str]) -> None:
     """Atomically write a pandas DataFrame as parquet."""
     with atomic_path(target) as tmp:
         df.to_parquet(tmp, index=False)
+
+
+def read_parquet(path: str | os.PathLike[str], made_by: str) -> Any:
+    """Read a stage's parquet output; a missing or unreadable file names the stage to re-run."""
+    import pandas as pd
+
+    from newsrnn.errors import DataError
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: not found; run `newsrnn {made_by}` first")
+    try:
+        return pd.read_parquet(p)
+    except Exception as exc:  # pyarrow reports a damaged file under several types
+        raise DataError(f"{p}: not a readable parquet file ({type(exc).__name__}); "
+                        f"re-run `newsrnn {made_by}`") from None

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from newsrnn.config import DataConfig
+from newsrnn.config import CLASS_NAMES, DataConfig
 from newsrnn.errors import DataError
-from newsrnn.fileio import write_json, write_parquet
+from newsrnn.fileio import atomic_dir, read_parquet, write_json, write_parquet
 
 
 @dataclass
@@ -62,6 +62,21 @@ def stratified_split(labels: Any, val_fraction: float, seed: int) -> tuple[Any, 
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
 
 
+def check_trainable(splits: dict[str, Any], cfg: DataConfig) -> None:
+    """Refuse data that cannot train and score a 4-topic classifier, before anything is written:
+    every class must have rows in train, val and test (val picks the champion, test reports it)."""
+    for name, df in splits.items():
+        counts = df["label"].value_counts()
+        missing = [f"{c + 1} ({CLASS_NAMES[c]})" for c in range(len(CLASS_NAMES)) if counts.get(c, 0) == 0]
+        if missing:
+            hint = (f"add rows of those classes, or raise data.val_fraction (now {cfg.val_fraction})"
+                    if name == "val" else "add rows of those classes")
+            where = "test.csv" if name == "test" else "train.csv"
+            raise DataError(f"{where}: the {name} split has no rows of class {', '.join(missing)} after "
+                            f"cleaning and splitting ({len(df)} rows); a 4-topic classifier cannot be "
+                            f"trained and chosen on it: {hint}")
+
+
 def _key(df: Any) -> Any:
     return df["title"].str.lower() + "\x00" + df["description"].str.lower()
 
@@ -73,14 +88,10 @@ def prepare(
     out_dir: str | Path = "data/prepared",
 ) -> PrepareResult:
     """Clean, cap (``data.max_train_rows``), split and leakage-check the fetched corpus."""
-    import pandas as pd
 
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    for split in ("train", "test"):
-        if not (raw_dir / f"{split}.parquet").exists():
-            raise DataError(f"{raw_dir / f'{split}.parquet'}: not found; run `newsrnn fetch` first")
-    train = _clean(pd.read_parquet(raw_dir / "train.parquet"), "train.csv")
-    test = _clean(pd.read_parquet(raw_dir / "test.parquet"), "test.csv")
+    train = _clean(read_parquet(raw_dir / "train.parquet", "fetch"), "train.csv")
+    test = _clean(read_parquet(raw_dir / "test.parquet", "fetch"), "test.csv")
 
     test_keys = set(_key(test))
     leaked = _key(train).isin(test_keys)
@@ -106,18 +117,21 @@ def prepare(
     # The split must never let a test row into training; checked, not assumed.
     assert not _key(train).isin(test_keys).any(), "a test row appears in train after prepare"
 
-    for name, df in (("train", train), ("val", val), ("test", test)):
-        write_parquet(df[["label", "title", "description", "line"]], out_dir / f"{name}.parquet")
+    check_trainable({"train": train, "val": val, "test": test}, cfg)
     from newsrnn.fetch import data_sha256
 
     try:
         data_sha = data_sha256(raw_dir)
     except FileNotFoundError:
         data_sha = "unknown"
-    write_json(
-        out_dir / "summary.json",
-        {"train": len(train), "val": len(val), "test": len(test), "leaked_dropped": n_leaked,
-         "data_sha256": data_sha},
-    )
+    # All four files or none: a crash never leaves a new train split beside an old val split.
+    with atomic_dir(out_dir) as tmp:
+        for name, df in (("train", train), ("val", val), ("test", test)):
+            write_parquet(df[["label", "title", "description", "line"]], tmp / f"{name}.parquet")
+        write_json(
+            tmp / "summary.json",
+            {"train": len(train), "val": len(val), "test": len(test), "leaked_dropped": n_leaked,
+             "data_sha256": data_sha},
+        )
     print(f"prepare: train {len(train)}, val {len(val)}, test {len(test)} rows")
     return PrepareResult(len(train), len(val), len(test), n_leaked)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from newsrnn.config import ArchConfig, Config, Settings, config_to_dict, resolve
-from newsrnn.errors import redact
+from newsrnn.errors import UsageError, redact
 from newsrnn.fileio import write_yaml
 
 ENV_STORAGE = "NEWSRNN_OPTUNA_STORAGE"
@@ -322,6 +322,8 @@ def tune(cfg: Config, arch_name: str, workers: int = 1, storage: str | None = No
     out_path = Path(out_path or f"artifacts/tuned/{arch_name}.yaml")
     plots_dir = Path(plots_dir or f"artifacts/tuned/{arch_name}_plots")
     cfg.arch(arch_name)
+    if workers < 1:
+        raise UsageError(f"--workers: expected an integer >= 1, got {workers}")
     if cfg.tune.n_trials == 0:
         plots_dir.mkdir(parents=True, exist_ok=True)
         result = {"arch": arch_name, "params": {}, "best_value": None, "n_trials": 0,
@@ -329,8 +331,6 @@ def tune(cfg: Config, arch_name: str, workers: int = 1, storage: str | None = No
         write_yaml(out_path, result)
         print(f"tune: {arch_name}: tuning off, wrote {out_path}")
         return result
-    if workers < 1:
-        raise ValueError("--workers must be >= 1")
     if data_sha is None:
         from newsrnn.data import prepared_data_sha
 

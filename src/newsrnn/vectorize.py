@@ -13,7 +13,7 @@ from typing import Any
 
 from newsrnn.config import VectorizerConfig
 from newsrnn.errors import ArtifactError
-from newsrnn.fileio import atomic_dir, sha256_file
+from newsrnn.fileio import atomic_dir, read_parquet, sha256_file
 
 
 @dataclass
@@ -37,14 +37,13 @@ def vectorize(cfg: VectorizerConfig, prepared_dir: str | Path = "data/prepared",
               out_dir: str | Path = "artifacts/vectorizer") -> VectorizeResult:
     """Adapt the vocabulary on training text (all rows, or the first ``adapt_rows``)."""
     import numpy as np
-    import pandas as pd
 
     from newsrnn.runtime import quiet_tensorflow
 
     quiet_tensorflow()
     import keras
 
-    train = pd.read_parquet(Path(prepared_dir) / "train.parquet")
+    train = read_parquet(Path(prepared_dir) / "train.parquet", "prepare")
     text = training_text(train, cfg.adapt_fields)
     if cfg.adapt_rows is not None:
         text = text.head(cfg.adapt_rows)

@@ -92,6 +92,7 @@ def test_failing_and_nan_trials_are_failed_and_study_goes_on(tmp_path: Path) -> 
     assert result["best_trial"] in (2, 3) and result["states"] == {"COMPLETE": 2, "FAIL": 2}
 
 
+@pytest.mark.postgres
 def test_postgres_workers_share_study_and_killed_trial_is_retried(tmp_path: Path) -> None:
     url = postgres_url()
     if url is None:

@@ -1,4 +1,4 @@
-"""Reliability, faults (issue 6, cases 6-12): killed, interrupted and disconnected runs lose nothing,
+"""Reliability, faults (cases 6-12): killed, interrupted and disconnected runs lose nothing,
 corrupted artifacts are refused, parallel tuning stays exact and memory stays flat."""
 
 from __future__ import annotations

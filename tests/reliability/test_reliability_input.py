@@ -1,4 +1,4 @@
-"""Reliability, bad input (issue 6, cases 1-5): malformed data, odd requests, NaN losses, leakage and
+"""Reliability, bad input (cases 1-5): malformed data, odd requests, NaN losses, leakage and
 bad params end in a clear, located error or a bounded, recorded rejection; never silent damage."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reliability, security (issue 6, cases 13-17): servers are not exposed by default, models load only
+"""Reliability, security (cases 13-17): servers are not exposed by default, models load only
 safely, downloads are verified and extracted in place, credentials stay out of every record, and the
 Keras pin has the safe_mode fixes."""
 
@@ -350,6 +350,7 @@ def test_case16_no_credentials_in_params_or_compiled_pipeline() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
 def test_case16_no_credentials_in_logs_mlflow_or_tuned_file(trained, tmp_path: Path) -> None:
     """A storage URL with a password and secrets in the environment: none of them appears in the
     command's output, the tuned file, or any MLflow param, tag or metric name."""

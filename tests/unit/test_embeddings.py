@@ -13,8 +13,6 @@ from newsrnn.config import ArchConfig, VectorizerConfig, config_from_dict
 from newsrnn.embeddings import cooccurrence, word_vectors
 from newsrnn.errors import ArtifactError, ConfigError
 
-tf = pytest.importorskip("tensorflow")
-
 
 def _topic_rows(n: int = 400, seed: int = 0) -> list[np.ndarray]:
     """Texts drawn from two topics: ids 2-11 only co-occur with each other, as do 12-21."""

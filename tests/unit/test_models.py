@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf  # a hard dependency: a broken install must fail, not skip
 from support import ROOT, small_params
 
 from newsrnn.config import load_config
 from newsrnn.errors import ArtifactError
-
-tf = pytest.importorskip("tensorflow")
 
 
 @pytest.mark.parametrize(
