@@ -178,7 +178,7 @@ class Predictor:
         ``threads`` (default: one per CPU core, at most 4): a batch of several blocks runs them
         on that many threads at once. A recurrent network steps through time in small matrix
         products that leave cores idle; TensorFlow releases the GIL while it computes, so two
-        blocks in flight keep both cores busy (bilstm on 2 cores: about 1.5x the texts/s).
+        blocks in flight keep both cores busy (the measured gain is in benchmarks/README.md).
         """
         self.model = model
         self.max_batch = max_batch
