@@ -39,11 +39,6 @@ def test_ratio_handles_missing() -> None:
     assert bench.ratio(1.0, 0.0) is None
 
 
-def test_notebook_batch_sizes() -> None:
-    assert bench.notebook_batch_size("lstm") == 8
-    assert bench.notebook_batch_size("bilstm") == 16
-
-
 def test_markdown_table_shows_missing_values() -> None:
     row = {"arch": "gru", "compared_to": "lstm", "notebook_epoch_s": 10.0, "notebook_samples_per_s": 100.0,
            "notebook_test_accuracy": 0.8, "newsrnn_epoch_s": 2.0, "newsrnn_samples_per_s": 500.0,
