@@ -112,29 +112,36 @@ def cmd_predict(args: argparse.Namespace) -> None:
             print(f"{res['label']:<9} {probs}  | {text[:70]}")
 
 
-def _harness() -> Any:
-    """The benchmark harness, ``benchmarks/harness.py`` of the source checkout (it is not part of
-    the installed library: it lives beside the results it writes)."""
+def _benchmark(name: str) -> Any:
+    """``benchmarks/<name>.py`` of the source checkout: the benchmark code is not part of the
+    installed library, it lives beside the results it writes."""
     import importlib.util
     from pathlib import Path
 
     import newsrnn
     from newsrnn.errors import BenchError
 
-    candidates = [Path.cwd() / "benchmarks" / "harness.py",
-                  Path(newsrnn.__file__).resolve().parents[2] / "benchmarks" / "harness.py"]
+    candidates = [Path.cwd() / "benchmarks" / f"{name}.py",
+                  Path(newsrnn.__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"]
     path = next((c for c in candidates if c.is_file()), None)
     if path is None:
-        raise BenchError("benchmarks/harness.py not found: run `newsrnn bench` from a source checkout "
+        raise BenchError(f"benchmarks/{name}.py not found: run `newsrnn bench` from a source checkout "
                          "of newsrnn (pip install -e .)")
-    spec = importlib.util.spec_from_file_location("newsrnn_bench_harness", path)
+    spec = importlib.util.spec_from_file_location(f"newsrnn_bench_{name}", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
 
 
+def _harness() -> Any:
+    return _benchmark("harness")
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
-    _harness().run_bench(args)
+    if args.pipeline:
+        _benchmark("pipeline").run_pipeline_bench(args)
+    else:
+        _harness().run_bench(args)
 
 
 def cmd_server(args: argparse.Namespace) -> None:
@@ -202,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train-rows", type=int, default=None)
     p.add_argument("--out", default=None, help="JSON results file (default: benchmarks/results/...)")
     p.add_argument("--data-dir", default=None, help="ag_news_csv directory (default: NEWSRNN_DATA_DIR)")
+    p.add_argument("--pipeline", action="store_true",
+                   help="the whole default pipeline (dvc repro in a temporary clone, tuning on and off) "
+                        "against the notebook recipe's four one-epoch runs; writes JSON and markdown")
     p = add("server", cmd_server, "Start an MLflow tracking server (127.0.0.1 unless basic-auth is on).")
     from newsrnn.server import add_arguments
 

@@ -84,3 +84,33 @@ def test_bench_end_to_end_schema(tmp_path: Path) -> None:
     assert res["predict"]["p99_ms"] >= res["predict"]["p50_ms"]
     assert res["predict"]["graph_p50_ms"] > 0 and res["predict"]["warmup_s"] >= 0
     assert res["help"]["median_s"] > 0
+
+
+@pytest.mark.slow
+def test_pipeline_bench_times_every_stage_in_both_modes(tmp_path: Path) -> None:
+    """``newsrnn bench --pipeline`` on a synthetic corpus: the notebook's four runs, then dvc repro
+    in a clone with tuning on and off; every stage is timed and the table holds both modes."""
+    from newsrnn.cli import _benchmark
+
+    data = write_corpus(tmp_path / "ag", n_train=240, n_test=80)
+    params = small_params(**{"models": ["rnn_title", "wide"], "tune.n_trials": 1})
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    out = tmp_path / "pipeline.json"
+    args = argparse.Namespace(params=str(params_path), data_dir=str(data), max_train_rows=200, out=str(out))
+    res = _benchmark("pipeline").run_pipeline_bench(args)
+    assert json.loads(out.read_text())["summary"] == res["summary"]
+    assert set(res["notebook"]) == {"rnn_title", "rnn", "lstm", "bilstm"}
+    for mode in ("tuning_on", "tuning_off"):
+        m = res["modes"][mode]
+        assert set(m["archs"]) == {"rnn_title", "wide"}
+        assert all(m["stage_kind_s"][k] > 0 for k in ("fetch", "prepare", "vectorize", "tune", "train",
+                                                      "evaluate", "register"))
+        assert set(m["stage_s"]) >= {"tune@rnn_title", "train@wide", "register"}
+        assert m["wall_s"] >= sum(m["stage_s"].values()) * 0.99
+        assert m["champion"]["arch"] in ("rnn_title", "wide")
+    s = res["summary"]
+    assert s["tuning_on_wall_over_notebook"] == pytest.approx(res["modes"]["tuning_on"]["wall_s"]
+                                                              / s["notebook_epochs_s"])
+    table = out.with_suffix(".md").read_text()
+    assert "| rnn_title |" in table and "| **whole pipeline** |" in table and "tuning on - off" in table

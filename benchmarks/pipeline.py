@@ -1,0 +1,212 @@
+"""``newsrnn bench --pipeline``: the whole default pipeline against the notebook's recipe, in one run.
+
+On the same machine, data and rows, one after the other:
+
+1. the notebook recipe (``harness.run_notebook``) for its four architectures, one epoch each;
+2. ``dvc repro`` of the default ``params.yaml`` in a temporary clone of this repository's HEAD,
+   tuning on (the committed settings);
+3. the same with ``tune.n_trials: 0`` (tuning off).
+
+Each stage's wall time comes from the moment ``dvc repro`` announces it to the moment it announces
+the next one (so DVC's own hashing and lock writes count). The results file holds, per
+architecture, the notebook's and both modes' test accuracy (and val for the two modes), the
+champion's val and test accuracy in each mode, each stage's wall time, and the ratios the
+targets are stated in. Choices inside the pipeline are made on validation only; test is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402 - beside this file, not an installed module
+
+from newsrnn.errors import BenchError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE_LINE = re.compile(r"^Running stage '([^']+)'")
+STAGES = ("fetch", "prepare", "vectorize", "tune", "train", "evaluate", "ensemble", "register")
+
+
+def clone_project(dest: Path, params: dict[str, Any]) -> Path:
+    """A clone of this repository's HEAD at ``dest`` with ``params`` as its params.yaml."""
+    r = subprocess.run(["git", "clone", "-q", str(ROOT), str(dest)], capture_output=True, text=True)
+    if r.returncode:
+        raise BenchError(f"git clone of {ROOT} failed: {r.stderr.strip()[-300:]}")
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
+
+
+def timed_repro(proj: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Run ``dvc repro`` in ``proj``; wall seconds per stage (``tune@lstm`` etc.) and in all."""
+    t0 = time.perf_counter()
+    starts: list[tuple[str, float]] = []
+    tail: list[str] = []
+    proc = subprocess.Popen(["dvc", "repro"], cwd=proj, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        m = STAGE_LINE.match(line)
+        if m:
+            starts.append((m.group(1), time.perf_counter()))
+            print(f"  {m.group(1)}", flush=True)
+        tail = (tail + [line.rstrip()])[-30:]
+    code = proc.wait()
+    end = time.perf_counter()
+    if code:
+        raise BenchError(f"dvc repro in {proj} failed (exit {code}): {' | '.join(tail[-8:])}")
+    per_stage = {name: (starts[i + 1][1] if i + 1 < len(starts) else end) - t
+                 for i, (name, t) in enumerate(starts)}
+    by_kind = {k: sum(s for n, s in per_stage.items() if n.split("@")[0] == k) for k in STAGES}
+    return {"wall_s": end - t0, "stage_s": per_stage, "stage_kind_s": by_kind}
+
+
+def collect(proj: Path) -> dict[str, Any]:
+    """Per-candidate val/test accuracy and the champion, from the clone's metrics and champion.json."""
+    archs = {}
+    for f in sorted((proj / "metrics").glob("*.json")):
+        m = json.loads(f.read_text())
+        if "test_accuracy" in m:
+            archs[f.stem] = {"val_accuracy": m["val_accuracy"], "test_accuracy": m["test_accuracy"]}
+    champion = json.loads((proj / "artifacts" / "champion.json").read_text())
+    name = champion.get("arch")
+    return {"archs": archs, "champion": {"arch": name, **archs.get(name, {})}}
+
+
+def run_mode(name: str, params: dict[str, Any], data_dir: Path, work: Path) -> dict[str, Any]:
+    """One ``dvc repro`` of ``params`` in a fresh clone; its timings and scores."""
+    proj = clone_project(work / name, params)
+    env = {**os.environ, **harness.CHILD_ENV, "NEWSRNN_DATA_DIR": str(data_dir)}
+    env.pop("MLFLOW_TRACKING_URI", None)  # each clone tracks into its own store
+    env.pop("NEWSRNN_OPTUNA_STORAGE", None)
+    print(f"bench: dvc repro, {name}", flush=True)
+    timing = timed_repro(proj, env)
+    return {**timing, **collect(proj)}
+
+
+def summarize(notebook: dict[str, dict[str, Any]], modes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The figures the targets are stated in."""
+    nb_total = sum(r["epoch_s"] for r in notebook.values())
+    on, off = modes.get("tuning_on"), modes.get("tuning_off")
+    out: dict[str, Any] = {"notebook_epochs_s": nb_total}
+    for key, mode in modes.items():
+        out[f"{key}_wall_over_notebook"] = harness.ratio(mode["wall_s"], nb_total)
+        gains = {a: mode["archs"][a]["test_accuracy"] - r["test_accuracy"]
+                 for a, r in notebook.items() if a in mode["archs"]}
+        out[f"{key}_min_gain_over_notebook"] = min(gains.values()) if gains else None
+        singles = [v["test_accuracy"] for a, v in mode["archs"].items() if a != "ensemble"]
+        out[f"{key}_best_single_test"] = max(singles) if singles else None
+    if on and off:
+        out["champion_val_gain_from_tuning"] = on["champion"].get("val_accuracy", 0) - off["champion"].get(
+            "val_accuracy", 0)
+        out["archs_tuned_below_untuned_val"] = sorted(
+            a for a in on["archs"] if a in off["archs"]
+            and on["archs"][a]["val_accuracy"] < off["archs"][a]["val_accuracy"])
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as markdown tables: accuracy per architecture, then wall time per stage."""
+    nb, modes = results["notebook"], results["modes"]
+    names = [m for m in ("tuning_on", "tuning_off") if m in modes]
+    archs = sorted({a for m in modes.values() for a in m["archs"]} | set(nb),
+                   key=lambda a: (a == "ensemble", a not in nb, a))
+    f = harness._fmt
+    head = "| arch | notebook test (1 epoch) | " + " | ".join(f"{m} val | {m} test" for m in names) + " |"
+    lines = [head, "|" + "---|" * (2 + 2 * len(names))]
+    for a in archs:
+        cells = [f(nb.get(a, {}).get("test_accuracy"), ".4f")]
+        for m in names:
+            r = modes[m]["archs"].get(a, {})
+            cells += [f(r.get("val_accuracy"), ".4f"), f(r.get("test_accuracy"), ".4f")]
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    for m in names:
+        c = modes[m]["champion"]
+        cells = ["-"]
+        for other in names:
+            cells += ([f(c.get("val_accuracy"), ".4f"), f(c.get("test_accuracy"), ".4f")] if other == m
+                      else ["", ""])
+        lines.append(f"| champion of {m} ({c.get('arch')}) | " + " | ".join(cells) + " |")
+    lines += ["", "| stage | " + " | ".join(f"{m} s" for m in names) + " |", "|" + "---|" * (1 + len(names))]
+    for k in STAGES:
+        lines.append(f"| {k} | " + " | ".join(f(modes[m]["stage_kind_s"][k]) for m in names) + " |")
+    lines.append("| **whole pipeline** | " + " | ".join(f(modes[m]["wall_s"]) for m in names) + " |")
+    s = results["summary"]
+    lines += ["", f"notebook recipe, four one-epoch runs: {s['notebook_epochs_s']:.1f} s"]
+    for m in names:
+        lines.append(f"{m}: whole pipeline / notebook = {f(s[f'{m}_wall_over_notebook'], '.2f')}x; "
+                     f"smallest gain over the notebook {f(100 * s[f'{m}_min_gain_over_notebook'], '+.1f')} pts; "
+                     f"best single network test {f(s[f'{m}_best_single_test'], '.4f')}")
+    if "champion_val_gain_from_tuning" in s:
+        lines.append(f"tuning on - off, champion val: {100 * s['champion_val_gain_from_tuning']:+.2f} pts; "
+                     f"architectures whose tuned val is below untuned: {s['archs_tuned_below_untuned_val'] or 'none'}")
+    return "\n".join(lines)
+
+
+def run_pipeline_bench(args: Any) -> dict[str, Any]:
+    """Run the side-by-side pipeline benchmark; write ``<out>.json`` and ``<out>.md``; return the results."""
+    params_path = Path(getattr(args, "params", None) or ROOT / "params.yaml")
+    if not params_path.is_file():
+        raise BenchError(f"{params_path}: params file not found")
+    params = yaml.safe_load(params_path.read_text())
+    from newsrnn.config import config_from_dict, config_to_dict
+
+    cfg = config_from_dict(params)  # refuses a bad file before anything runs
+    data_dir = getattr(args, "data_dir", None) or os.environ.get("NEWSRNN_DATA_DIR")
+    if not data_dir:
+        raise BenchError("no data: pass --data-dir DIR or set NEWSRNN_DATA_DIR (an ag_news_csv directory)")
+    data_dir = Path(data_dir).resolve()
+    for name in ("train.csv", "test.csv"):
+        if not (data_dir / name).is_file():
+            raise BenchError(f"{data_dir / name}: not found (expected the ag_news_csv layout)")
+    max_rows = getattr(args, "max_train_rows", None)
+    if max_rows is not None:
+        params.setdefault("data", {})["max_train_rows"] = max_rows
+    modes_wanted = [m for m in ("tuning_on", "tuning_off") if m not in (getattr(args, "skip", None) or ())]
+    out = Path(getattr(args, "out", None) or f"benchmarks/results/pipeline_{time.strftime('%Y-%m-%d')}.json")
+    work = Path(tempfile.mkdtemp(prefix="newsrnn-pipeline-bench-"))
+    results: dict[str, Any] = {"machine": harness.machine_info(), "params_file": str(params_path),
+                               "data_dir": str(data_dir), "max_train_rows": max_rows,
+                               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                                        capture_output=True, text=True).stdout.strip()}
+    try:
+        print(f"bench: notebook recipe in {work}", flush=True)
+        results["data"] = harness._child("prepare", {"params": config_to_dict(cfg), "data_dir": str(data_dir),
+                                                     "max_train_rows": max_rows}, work)
+        notebook = {}
+        for arch in harness.NOTEBOOK_ARCHS:
+            notebook[arch] = harness._child("notebook", {"arch": arch, "seed": cfg.seed, "max_train_rows": max_rows},
+                                            work)
+            print(f"  {arch}: {notebook[arch]['epoch_s']:.1f} s, test {notebook[arch]['test_accuracy']:.4f}",
+                  flush=True)
+        results["notebook"] = notebook
+        modes = {}
+        for name in modes_wanted:
+            mode_params = json.loads(json.dumps(params))
+            if name == "tuning_off":
+                mode_params.setdefault("tune", {})["n_trials"] = 0
+            modes[name] = run_mode(name, mode_params, data_dir, work)
+        results["modes"] = modes
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results["summary"] = summarize(results["notebook"], results["modes"])
+    table = markdown(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    os.replace(tmp, out)
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    print(f"bench: results -> {out} and {out.with_suffix('.md')}")
+    return results
