@@ -11,9 +11,10 @@ from components.fetch import fetch
 from components.image import BASE_IMAGE
 from components.prepare import prepare
 from components.register import register
+from components.tracking import tracking_setup
 from components.train import train
 from components.tune import tune, tune_finalize, tune_plan
 from components.vectorize import vectorize
 
-__all__ = ["BASE_IMAGE", "architectures", "ensemble", "evaluate", "fetch", "prepare", "register", "train", "tune",
-           "tune_finalize", "tune_plan", "vectorize"]
+__all__ = ["BASE_IMAGE", "architectures", "ensemble", "evaluate", "fetch", "prepare", "register", "tracking_setup",
+           "train", "tune", "tune_finalize", "tune_plan", "vectorize"]

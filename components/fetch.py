@@ -7,9 +7,11 @@ from components.image import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def fetch(params_json: str, raw: Output[Dataset], data_version: str = "", dvc_repo: str = "",
+def fetch(stage_params: str, raw: Output[Dataset], data_version: str = "", dvc_repo: str = "",
           dvc_rev: str = "", dvc_remote: str = "") -> str:
     """Write ``train.parquet``, ``test.parquet`` and ``source.json`` into ``raw``; return the data sha.
+
+    ``stage_params`` holds only the ``data`` keys the DVC fetch stage lists.
 
     With ``dvc_repo`` the files are read from that repo's DVC remote at ``dvc_rev``
     (``newsrnn.dvcdata.fetch_dvc``), else ``newsrnn.fetch.fetch`` tries ``data.sources``.
@@ -28,7 +30,7 @@ def fetch(params_json: str, raw: Output[Dataset], data_version: str = "", dvc_re
     else:
         from newsrnn.fetch import fetch as fetch_corpus
 
-        cfg = config_from_dict(json.loads(params_json))
+        cfg = config_from_dict(json.loads(stage_params))
         with tempfile.TemporaryDirectory() as cache_dir:
             fetch_corpus(cfg.data, raw.path, cache_dir)
     sha = data_sha256(raw.path)
