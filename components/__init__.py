@@ -4,7 +4,7 @@ Every component runs in ``BASE_IMAGE`` (built from the repo's Dockerfile, with `
 its pinned dependencies, kfp included), so nothing is pip-installed when a task starts.
 """
 
-from components.config import architectures
+from components.config import architectures, stage_configs
 from components.ensemble import ensemble
 from components.evaluate import evaluate
 from components.fetch import fetch
@@ -16,5 +16,5 @@ from components.train import train
 from components.tune import tune, tune_finalize, tune_plan
 from components.vectorize import vectorize
 
-__all__ = ["BASE_IMAGE", "architectures", "ensemble", "evaluate", "fetch", "prepare", "register", "tracking_setup",
-           "train", "tune", "tune_finalize", "tune_plan", "vectorize"]
+__all__ = ["BASE_IMAGE", "architectures", "ensemble", "evaluate", "fetch", "prepare", "register", "stage_configs",
+           "tracking_setup", "train", "tune", "tune_finalize", "tune_plan", "vectorize"]

@@ -1,6 +1,6 @@
 """The newsrnn Kubeflow pipeline: wiring only, every step is a component from ``components/``.
 
-architectures (params cut per stage) -> fetch -> prepare -> vectorize; tracking_setup ->
+architectures, stage_configs (params cut per stage) -> fetch -> prepare -> vectorize; tracking_setup ->
 ParallelFor(arch): [tune_plan -> ParallelFor(worker): tune -> tune_finalize -> train -> evaluate]
 -> ensemble(Collected) -> register(Collected).
 
@@ -19,6 +19,7 @@ from components import (
     fetch,
     prepare,
     register,
+    stage_configs,
     tracking_setup,
     train,
     tune,
@@ -113,12 +114,14 @@ def newsrnn_pipeline(
 ) -> None:
     """Wire the stages; README.md (Kubeflow Pipelines) says what each parameter means."""
     pull = image_pull_secret
-    cut = architectures(params_json=params_json)
+    archs = architectures(params_json=params_json)
+    _task(archs, SMALL, pull)
+    cut = stage_configs(params_json=params_json)
     _task(cut, SMALL, pull)
 
     raw = fetch(stage_params=cut.outputs["fetch"], data_version=data_version, dvc_repo=dvc_repo,
                 dvc_rev=dvc_rev, dvc_remote=dvc_remote)
-    _task(raw, DATA, pull, retries=2)
+    _task(raw, DATA, pull, retries=2).after(archs)  # bad params fail in seconds, before any data moves
     _secret(raw, data_secret, DATA_SECRET_KEYS)
     kubernetes.use_secret_as_volume(raw, secret_name=data_secret, mount_path=GCS_KEY_DIR, optional=True)
     raw.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", f"{GCS_KEY_DIR}/gcs.json")
@@ -133,7 +136,7 @@ def newsrnn_pipeline(
     _task(setup, SMALL, pull, retries=2).set_caching_options(False)  # checks a live server
     _secret(setup, mlflow_secret, MLFLOW_SECRET_KEYS)
 
-    with dsl.ParallelFor(cut.outputs["items"], name="architectures", parallelism=ARCH_PARALLELISM) as arch:
+    with dsl.ParallelFor(archs.output, name="architectures", parallelism=ARCH_PARALLELISM) as arch:
         plan = tune_plan(stage_params=arch.tune, arch=arch.arch, prepared=prepared.outputs["prepared"],
                          workers=tune_workers, optuna_storage=optuna_storage).after(setup)
         _task(plan, SMALL, pull, retries=2).set_caching_options(False)  # reads the study's live state

@@ -163,7 +163,8 @@ def test_submit_arguments_are_checked(compiled: Path) -> None:
 def _task_inputs(params: dict) -> dict[str, str]:
     """What each task receives as its config at run time, for these params.
 
-    Runs the ``architectures`` component's own function (the task that cuts the params), then
+    Runs the ``architectures`` and ``stage_configs`` components' own functions (the tasks that cut
+    the params), then
     follows the compiled YAML: every task's ``stage_params`` input is wired to one of its outputs
     (directly, or through the architecture loop's item, or the tuning loop's item, which
     ``tune_plan`` fills with its own input). Keys are ``task`` or ``task@arch``.
@@ -172,9 +173,10 @@ def _task_inputs(params: dict) -> dict[str, str]:
     from newsrnn.kfp_cli import load_pipeline
 
     load_pipeline(load_config(ROOT / "params.yaml").kfp.base_image)
-    from components import architectures
+    from components import architectures, stage_configs
 
-    out = architectures.python_func(params_json=json.dumps(params))
+    items = architectures.python_func(params_json=json.dumps(params))
+    single = stage_configs.python_func(params_json=json.dumps(params))
     spec, _ = _spec(PACKAGE)
     tasks = _tasks(spec)
     got: dict[str, str] = {}
@@ -183,12 +185,12 @@ def _task_inputs(params: dict) -> dict[str, str]:
         if src is None:
             continue
         if "taskOutputParameter" in src:
-            assert src["taskOutputParameter"]["producerTask"] == "architectures", name
-            got[name] = getattr(out, src["taskOutputParameter"]["outputParameterKey"])
+            assert src["taskOutputParameter"]["producerTask"] == "stage-configs", name
+            got[name] = getattr(single, src["taskOutputParameter"]["outputParameterKey"])
             continue
         field = re.search(r'\["(\w+)"\]', src["parameterExpressionSelector"]).group(1)
         loop = src["componentInputParameter"]
-        for item in out.items:
+        for item in items:
             # The tuning loop's item carries tune_plan's stage_params, i.e. the arch item's "tune".
             value = item["tune"] if "tune-plan" in loop and field == "params" else item[field]
             got[f"{name}@{item['arch']}"] = value
@@ -259,9 +261,8 @@ def test_fetch_component_reads_dvc_revisions(dvc_repo: Path, tmp_path: Path) -> 
     """The fetch component, run by kfp's local runner, reads each tag's data from the DVC remote."""
     from kfp import local
 
-    from newsrnn.config import load_config
+    from newsrnn.config import load_config, stage_params
     from newsrnn.fetch import data_sha256
-    from newsrnn.config import stage_params
     from newsrnn.kfp_cli import data_version, load_pipeline
 
     cfg = load_config(ROOT / "params.yaml")
