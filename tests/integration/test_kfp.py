@@ -216,6 +216,32 @@ def test_each_task_gets_only_what_it_reads() -> None:
     assert not any(k.startswith("evaluate@") for k in changed), changed
 
 
+def test_tracking_setup_fails_on_a_local_store_in_kubeflow(tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task before the fan-out, run as a kfp task with the cluster's rules on: the laptop's
+    SQLite default is refused in one line naming the secret, before any GPU task starts."""
+    from kfp import local
+
+    from newsrnn.config import config_from_dict, load_config, stage_params
+    from newsrnn.kfp_cli import load_pipeline
+
+    load_pipeline(load_config(ROOT / "params.yaml").kfp.base_image)
+    from components import tracking_setup
+
+    monkeypatch.setenv("NEWSRNN_CLUSTER", "1")
+    monkeypatch.chdir(tmp_path)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+               raise_on_error=True)
+    cut = stage_params(config_from_dict(small_params()), "tracking")
+    cut["mlflow"]["tracking_uri"] = "sqlite:///mlflow.db"
+    with pytest.raises(RuntimeError):
+        tracking_setup(stage_params=json.dumps(cut))
+    err = capfd.readouterr()
+    lines = [ln for ln in (err.out + err.err).splitlines() if "ClusterConfigError:" in ln]
+    assert lines and "newsrnn-mlflow" in lines[-1] and "sqlite:///mlflow.db" in lines[-1], err.out[-3000:]
+    assert not list(tmp_path.rglob("mlflow.db"))
+
+
 # --- DVC-versioned data -------------------------------------------------------------------
 
 def _git(repo: Path, *args: str) -> str:
