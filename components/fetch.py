@@ -18,11 +18,16 @@ def fetch(stage_params: str, raw: Output[Dataset], data_version: str = "", dvc_r
     ``data_version`` is not read: it is in the inputs so the step's cache key changes with the data.
     """
     import json
+    import os
     import tempfile
 
     from newsrnn.config import config_from_dict
     from newsrnn.fetch import data_sha256
 
+    key_file = os.environ.get("NEWSRNN_GCS_KEY_FILE", "")
+    if key_file and os.path.isfile(key_file) and not os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+        # A path that does not exist would break every other way of finding GCS credentials.
+        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = key_file
     if dvc_repo:
         from newsrnn.dvcdata import fetch_dvc
 

@@ -49,7 +49,8 @@ MLFLOW_SECRET_KEYS = {k: k for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USE
                                      "AWS_SECRET_ACCESS_KEY")}
 OPTUNA_SECRET_KEYS = {"NEWSRNN_OPTUNA_STORAGE": "NEWSRNN_OPTUNA_STORAGE"}
 # GCS wants a key *file*: GOOGLE_APPLICATION_CREDENTIALS is a path, so the key is mounted from
-# the data secret (key gcs.json) and the variable points at it, instead of holding the key itself.
+# the data secret (key gcs.json) and fetch points the variable at it when it is there (without it,
+# workload identity or the node's service account applies).
 DATA_SECRET_KEYS = {k: k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                                    "AWS_ENDPOINT_URL", "AZURE_STORAGE_CONNECTION_STRING")}
 GCS_KEY_DIR = "/var/secrets/newsrnn-data"
@@ -124,7 +125,7 @@ def newsrnn_pipeline(
     _task(raw, DATA, pull, retries=2).after(archs)  # bad params fail in seconds, before any data moves
     _secret(raw, data_secret, DATA_SECRET_KEYS)
     kubernetes.use_secret_as_volume(raw, secret_name=data_secret, mount_path=GCS_KEY_DIR, optional=True)
-    raw.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", f"{GCS_KEY_DIR}/gcs.json")
+    raw.set_env_variable("NEWSRNN_GCS_KEY_FILE", f"{GCS_KEY_DIR}/gcs.json")
 
     prepared = prepare(stage_params=cut.outputs["prepare"], raw=raw.outputs["raw"])
     _task(prepared, DATA, pull)

@@ -168,7 +168,8 @@ def parse_overrides(pairs: list[str], declared: dict[str, str]) -> dict[str, Any
             raise KfpError(f"--arg {name}={value!r}: expected a value of type {kind}") from None
         if name in _URL_PARAMS and _PASSWORD_IN_URL.search(str(out[name])):
             raise KfpError(f"--arg {name}: the URL contains a password; put it in the Kubernetes secret "
-                           "(README.md, Kubeflow Pipelines: Secrets) instead of a run parameter, where anyone can read it")
+                           "(README.md, Kubeflow Pipelines: Secrets) instead of a run parameter, where anyone "
+                           "can read it")
     return out
 
 

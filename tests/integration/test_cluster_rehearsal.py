@@ -176,15 +176,17 @@ def data_repo(tmp_path: Path, s3: str) -> tuple[Path, dict[str, str]]:
 
 
 def _local_stores(*roots: Path) -> list[Path]:
-    """Files and dirs a laptop fallback would leave: MLflow's SQLite/file store, Optuna's files."""
+    """Files and dirs a laptop fallback would leave: MLflow's SQLite/file store, Optuna's files.
+
+    Virtual environments and git's own files are not searched (packages ship .db files).
+    """
     found = []
     for root in roots:
-        if not root.exists():
-            continue
-        for path in root.rglob("*"):
-            name = path.name
-            if name in ("mlflow.db", "mlruns", "mlartifacts", "optuna") or name.endswith((".journal", ".db")):
-                found.append(path)
+        for parent, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if d not in (".venv", "venv", ".git", "node_modules")]
+            for name in dirs + files:
+                if name in ("mlflow.db", "mlruns", "mlartifacts", "optuna") or name.endswith((".journal", ".db")):
+                    found.append(Path(parent) / name)
     return found
 
 
