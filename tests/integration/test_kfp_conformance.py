@@ -207,3 +207,13 @@ def test_gpu_parameters_are_strings_and_reach_the_loops() -> None:
     for comp in ("comp-for-loop-1", "comp-for-loop-2"):
         declared = spec["components"][comp]["inputDefinitions"]["parameters"]
         assert {"pipelinechannel--gpu_type", "pipelinechannel--gpu_count"} <= set(declared), comp
+
+
+def test_experiment_is_created_before_the_fan_out() -> None:
+    """Parallel pods must not race to create the MLflow experiment: tracking-setup runs first."""
+    spec, _ = _load(PACKAGE)
+    root = spec["root"]["dag"]["tasks"]
+    loop = next(t for t in root.values() if "parameterIterator" in t)
+    assert "tracking-setup" in loop["dependentTasks"]
+    assert "ensure_experiment" in " ".join(
+        spec["deploymentSpec"]["executors"]["exec-tracking-setup"]["container"]["command"])
