@@ -15,7 +15,9 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, in their own layer: a code change does not reinstall TensorFlow.
+# Dependencies first, in their own layer: a code change does not reinstall TensorFlow. The gpu
+# extra brings the DVC remotes (s3, gs, azure) and boto3 for S3 artifact stores;
+# tests/integration/test_image_deps.py resolves exactly this set against constraints.txt.
 COPY pyproject.toml constraints.txt README.md* ./
 RUN python - <<'PY' > /tmp/requirements.txt
 import tomllib
@@ -27,7 +29,7 @@ COPY src ./src
 # --no-deps: every dependency is already installed, pinned, above.
 RUN pip install --no-deps . \
  && pip check \
- && python -c "import newsrnn.cli, kfp, mlflow, optuna, dvc.api, tensorflow as tf; print('tf', tf.__version__)"
+ && python -c "import newsrnn.cli, kfp, mlflow, optuna, dvc.api, dvc_s3, dvc_gs, dvc_azure, boto3, tensorflow as tf; print('tf', tf.__version__)"
 
 FROM ${PYTHON_IMAGE}
 # git: dvc.api clones the data repo at the requested revision.

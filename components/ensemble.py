@@ -7,7 +7,7 @@ from components.image import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def ensemble(params_json: str, prepared: Input[Dataset], models: Input[list[Model]], model: Output[Model],
+def ensemble(stage_params: str, prepared: Input[Dataset], models: Input[list[Model]], model: Output[Model],
              metrics: Output[Metrics], plots: Output[Artifact], mlflow_tracking_uri: str = "") -> None:
     """``newsrnn.ensemble.run_stage`` over the collected models, picked by the architecture each
     one's train.json names (collected lists have no guaranteed order). With ``ensemble: []``
@@ -16,12 +16,15 @@ def ensemble(params_json: str, prepared: Input[Dataset], models: Input[list[Mode
     import os
     from pathlib import Path
 
+    from newsrnn.cluster import tracking_uri
     from newsrnn.config import config_from_dict
     from newsrnn.ensemble import run_stage
 
-    if mlflow_tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
-    cfg = config_from_dict(json.loads(params_json))
+    cfg = config_from_dict(json.loads(stage_params))
+    # In Kubeflow: refuse a local or unreachable store instead of logging into the pod's disk.
+    uri = tracking_uri(cfg, mlflow_tracking_uri)
+    if uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri
     by_arch = {json.loads((Path(m.path) / "train.json").read_text())["arch"]: Path(m.path) for m in models}
     missing = [a for a in cfg.ensemble if a not in by_arch]
     if missing:

@@ -24,3 +24,17 @@ def base_image() -> str:
 
 
 BASE_IMAGE = base_image()
+
+ENV_PARALLELISM = "NEWSRNN_KFP_PARALLELISM"
+
+
+def parallelism() -> tuple[int, int]:
+    """(architectures, tuning workers per architecture) run at once: ``kfp.arch_parallelism``,
+    ``kfp.tune_parallelism``. Fixed at compile time: the backend takes a number, not a parameter."""
+    if os.environ.get(ENV_PARALLELISM):
+        archs, workers = os.environ[ENV_PARALLELISM].split(",")
+        return int(archs), int(workers)
+    from newsrnn.config import load_config
+
+    kfp = load_config(PARAMS).kfp
+    return kfp.arch_parallelism, kfp.tune_parallelism

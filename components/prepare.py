@@ -7,7 +7,7 @@ from components.image import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def prepare(params_json: str, raw: Input[Dataset], prepared: Output[Dataset]) -> None:
+def prepare(stage_params: str, raw: Input[Dataset], prepared: Output[Dataset]) -> None:
     """``newsrnn.prepare.prepare``: ``raw`` -> ``prepared/{train,val,test}.parquet``."""
     import json
     from dataclasses import asdict
@@ -15,6 +15,6 @@ def prepare(params_json: str, raw: Input[Dataset], prepared: Output[Dataset]) ->
     from newsrnn.config import config_from_dict
     from newsrnn.prepare import prepare as prepare_corpus
 
-    cfg = config_from_dict(json.loads(params_json))
+    cfg = config_from_dict(json.loads(stage_params))
     result = prepare_corpus(cfg.data, cfg.seed, raw.path, prepared.path)
     prepared.metadata.update(asdict(result))

@@ -7,7 +7,7 @@ from components.image import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def register(params_json: str, metrics: Input[list[Metrics]], models: Input[list[Model]],
+def register(stage_params: str, metrics: Input[list[Metrics]], models: Input[list[Model]],
              ensemble_metrics: Input[Metrics], ensemble_model: Input[Model],
              champion: Output[Artifact], mlflow_tracking_uri: str = "") -> str:
     """``newsrnn.register.register`` over the collected (metrics, model) pairs; returns the champion.
@@ -20,12 +20,15 @@ def register(params_json: str, metrics: Input[list[Metrics]], models: Input[list
     import os
     from pathlib import Path
 
+    from newsrnn.cluster import tracking_uri
     from newsrnn.config import config_from_dict
     from newsrnn.register import register as register_champion
 
-    if mlflow_tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
-    cfg = config_from_dict(json.loads(params_json))
+    cfg = config_from_dict(json.loads(stage_params))
+    # In Kubeflow: refuse a local or unreachable store instead of logging into the pod's disk.
+    uri = tracking_uri(cfg, mlflow_tracking_uri)
+    if uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri
     model_dirs = {json.loads((Path(m.path) / "train.json").read_text())["arch"]: m.path for m in models}
     metric_files = {json.loads(Path(m.path).read_text())["arch"]: m.path for m in metrics}
     order = [a for a in cfg.models if a in metric_files]

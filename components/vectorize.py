@@ -7,13 +7,13 @@ from components.image import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def vectorize(params_json: str, prepared: Input[Dataset], vectorizer: Output[Model]) -> None:
+def vectorize(stage_params: str, prepared: Input[Dataset], vectorizer: Output[Model]) -> None:
     """``newsrnn.vectorize.vectorize``: ``prepared`` -> ``vectorizer/`` (vocabulary + config)."""
     import json
 
     from newsrnn.config import config_from_dict
     from newsrnn.vectorize import vectorize as adapt_vocabulary
 
-    cfg = config_from_dict(json.loads(params_json))
+    cfg = config_from_dict(json.loads(stage_params))
     result = adapt_vocabulary(cfg.vectorizer, prepared.path, vectorizer.path)
     vectorizer.metadata["vocab_size"] = result.vocab_size

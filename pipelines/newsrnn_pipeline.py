@@ -1,13 +1,16 @@
 """The newsrnn Kubeflow pipeline: wiring only, every step is a component from ``components/``.
 
-fetch -> prepare -> vectorize -> ParallelFor(arch): [tune_plan -> ParallelFor(worker): tune ->
-tune_finalize -> train -> evaluate] -> ensemble(Collected) -> register(Collected).
+architectures, stage_configs (params cut per stage) -> fetch -> prepare -> vectorize; tracking_setup ->
+ParallelFor(arch): [tune_plan -> ParallelFor(worker): tune -> tune_finalize -> train -> evaluate]
+-> ensemble(Collected) -> register(Collected).
 
 Compile with ``newsrnn kfp compile`` (writes ``pipelines/newsrnn_pipeline.yaml``); the defaults of
 ``params_json`` and the ``kfp:`` parameters are filled in from params.yaml at that point.
+``tests/integration/test_kfp_conformance.py`` checks the result against the KFP backend's rules.
 """
 
 from kfp import dsl, kubernetes
+from kfp.dsl.pipeline_channel import PipelineChannel
 
 from components import (
     architectures,
@@ -16,18 +19,28 @@ from components import (
     fetch,
     prepare,
     register,
+    stage_configs,
+    tracking_setup,
     train,
     tune,
     tune_finalize,
     tune_plan,
     vectorize,
 )
+from components.image import parallelism
 
-# (cpu request, cpu limit, memory request, memory limit) per kind of task. Requests are what the
-# scheduler reserves; limits stop one task starving its node. Sized for the full AG News corpus.
-SMALL = ("250m", "1", "512Mi", "1Gi")
-DATA = ("1", "2", "4Gi", "8Gi")
-GPU = ("4", "8", "16Gi", "32Gi")
+# (cpu request, cpu limit, memory request, memory limit, timeout in seconds) per kind of task.
+# Requests are what the scheduler reserves; limits stop one task starving its node; the timeout
+# (the pod's activeDeadlineSeconds) stops a hung pod holding a node, or a GPU, forever. Sized for
+# the full AG News corpus.
+SMALL = ("250m", "1", "512Mi", "1Gi", 30 * 60)
+DATA = ("1", "2", "4Gi", "8Gi", 2 * 3600)
+GPU = ("4", "8", "16Gi", "32Gi", 12 * 3600)
+# Several GPUs in one pod (MirroredStrategy, NCCL) share memory through /dev/shm, which is 64 MiB
+# in a container by default; a memory-backed emptyDir there lifts that (it counts against the
+# pod's memory limit).
+SHM_SIZE = "4Gi"
+ARCH_PARALLELISM, TUNE_PARALLELISM = parallelism()
 
 # Secret keys that become env vars when present (optional: a cluster may lack some of them).
 MLFLOW_SECRET_KEYS = {k: k for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
@@ -35,24 +48,44 @@ MLFLOW_SECRET_KEYS = {k: k for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USE
                                      "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
                                      "AWS_SECRET_ACCESS_KEY")}
 OPTUNA_SECRET_KEYS = {"NEWSRNN_OPTUNA_STORAGE": "NEWSRNN_OPTUNA_STORAGE"}
+# GCS wants a key *file*: GOOGLE_APPLICATION_CREDENTIALS is a path, so the key is mounted from
+# the data secret (key gcs.json) and fetch points the variable at it when it is there (without it,
+# workload identity or the node's service account applies).
 DATA_SECRET_KEYS = {k: k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                                   "GOOGLE_APPLICATION_CREDENTIALS", "AZURE_STORAGE_CONNECTION_STRING")}
+                                   "AWS_ENDPOINT_URL", "AZURE_STORAGE_CONNECTION_STRING")}
+GCS_KEY_DIR = "/var/secrets/newsrnn-data"
 
 
-def _resources(task: dsl.PipelineTask, sizes: "tuple[str, str, str, str]") -> dsl.PipelineTask:
-    cpu_req, cpu_lim, mem_req, mem_lim = sizes
-    return (task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim)
-            .set_memory_request(mem_req).set_memory_limit(mem_lim))
+def _task(task: dsl.PipelineTask, sizes: "tuple[str, str, str, str, int]",
+          image_pull_secret: PipelineChannel, retries: int = 0) -> dsl.PipelineTask:
+    cpu_req, cpu_lim, mem_req, mem_lim, timeout = sizes
+    task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim).set_memory_request(mem_req).set_memory_limit(mem_lim)
+    kubernetes.set_timeout(task, timeout)
+    kubernetes.set_image_pull_secrets(task, [image_pull_secret])
+    if retries:
+        # Tasks that call a server (MLflow, Optuna's database, a DVC remote) or hold a GPU node
+        # that may be preempted retry with a backoff that lets the other side recover.
+        task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0,
+                       backoff_max_duration="900s")
+    return task
 
 
-def _gpu(task: dsl.PipelineTask, accelerator_type: str, accelerator_limit: int) -> dsl.PipelineTask:
-    _resources(task, GPU)
-    task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_limit)
+def _gpu(task: dsl.PipelineTask, gpu_type: PipelineChannel, gpu_count: PipelineChannel,
+         gpu_node_selector: PipelineChannel, image_pull_secret: PipelineChannel) -> dsl.PipelineTask:
+    _task(task, GPU, image_pull_secret, retries=2)
+    # Both are STRING parameters: the driver reads a resource field's parameter with
+    # GetStringValue() and silently drops the GPU limit for a number.
+    task.set_accelerator_type(gpu_type).set_accelerator_limit(gpu_count)
     # GPU node pools are usually tainted so only GPU work lands there.
     kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
-    # A preempted or OOM-killed GPU pod is worth retrying; the backoff lets the node recover.
-    return task.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0,
-                          backoff_max_duration="900s")
+    kubernetes.add_node_selector_json(task, gpu_node_selector)
+    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
+                               size_limit=SHM_SIZE)
+    return task
+
+
+def _secret(task: dsl.PipelineTask, name: PipelineChannel, keys: "dict[str, str]") -> None:
+    kubernetes.use_secret_as_env(task, secret_name=name, secret_key_to_env=keys, optional=True)
 
 
 @dsl.pipeline(
@@ -69,76 +102,83 @@ def newsrnn_pipeline(
     mlflow_tracking_uri: str = "",
     optuna_storage: str = "",
     tune_workers: int = 2,
-    accelerator_type: str = "nvidia.com/gpu",
-    accelerator_limit: int = 1,
+    gpu_type: str = "nvidia.com/gpu",
+    gpu_count: str = "1",
+    # Not Optional[...] = None: a null parameter fails the loop DAGs it is passed into (their
+    # inputs are not optional), and an empty string fails the pull-secret lookup. {} selects no
+    # node label; a pull secret that does not exist only makes the kubelet warn and pull anonymously.
+    gpu_node_selector: dict = {},  # noqa: B006 - kfp reads the default, nothing mutates it
+    image_pull_secret: str = "newsrnn-registry",
     mlflow_secret: str = "newsrnn-mlflow",
     optuna_secret: str = "newsrnn-optuna",
     data_secret: str = "newsrnn-data",
 ) -> None:
-    """Wire the stages; see docs/kubeflow.md for what each parameter means."""
+    """Wire the stages; README.md (Kubeflow Pipelines) says what each parameter means."""
+    pull = image_pull_secret
     archs = architectures(params_json=params_json)
-    _resources(archs, SMALL)
+    _task(archs, SMALL, pull)
+    cut = stage_configs(params_json=params_json)
+    _task(cut, SMALL, pull)
 
-    raw = fetch(params_json=params_json, data_version=data_version, dvc_repo=dvc_repo,
+    raw = fetch(stage_params=cut.outputs["fetch"], data_version=data_version, dvc_repo=dvc_repo,
                 dvc_rev=dvc_rev, dvc_remote=dvc_remote)
-    _resources(raw, DATA).after(archs)  # bad params fail in seconds, before any data moves
-    kubernetes.use_secret_as_env(raw, secret_name=data_secret, secret_key_to_env=DATA_SECRET_KEYS,
-                                 optional=True)
+    _task(raw, DATA, pull, retries=2).after(archs)  # bad params fail in seconds, before any data moves
+    _secret(raw, data_secret, DATA_SECRET_KEYS)
+    kubernetes.use_secret_as_volume(raw, secret_name=data_secret, mount_path=GCS_KEY_DIR, optional=True)
+    raw.set_env_variable("NEWSRNN_GCS_KEY_FILE", f"{GCS_KEY_DIR}/gcs.json")
 
-    prepared = prepare(params_json=params_json, raw=raw.outputs["raw"])
-    _resources(prepared, DATA)
-    vocab = vectorize(params_json=params_json, prepared=prepared.outputs["prepared"])
-    _resources(vocab, DATA)
+    prepared = prepare(stage_params=cut.outputs["prepare"], raw=raw.outputs["raw"])
+    _task(prepared, DATA, pull)
+    vocab = vectorize(stage_params=cut.outputs["vectorize"], prepared=prepared.outputs["prepared"])
+    _task(vocab, DATA, pull)
 
-    with dsl.ParallelFor(archs.output, name="architectures") as arch:
-        plan = tune_plan(params_json=params_json, arch=arch, prepared=prepared.outputs["prepared"],
-                         workers=tune_workers, optuna_storage=optuna_storage)
-        _resources(plan, SMALL).set_caching_options(False)  # reads the study's live state
-        kubernetes.use_secret_as_env(plan, secret_name=optuna_secret,
-                                     secret_key_to_env=OPTUNA_SECRET_KEYS, optional=True)
+    # Once, before the fan-out: a missing or local MLflow server fails here, not in every GPU pod.
+    setup = tracking_setup(stage_params=cut.outputs["tracking"], mlflow_tracking_uri=mlflow_tracking_uri)
+    _task(setup, SMALL, pull, retries=2).set_caching_options(False)  # checks a live server
+    _secret(setup, mlflow_secret, MLFLOW_SECRET_KEYS)
 
-        # The worker takes arch and study from its own item, not from the outer loop: kfp's local
-        # runner (2.17) hands a nested loop's tasks the inner item for every loop-item input.
-        with dsl.ParallelFor(plan.output, name="tune-workers") as item:
-            worker = tune(params_json=params_json, arch=item.arch, study=item.study,
-                          worker=item.worker, quota=item.quota, prepared=prepared.outputs["prepared"],
+    with dsl.ParallelFor(archs.output, name="architectures", parallelism=ARCH_PARALLELISM) as arch:
+        plan = tune_plan(stage_params=arch.tune, arch=arch.arch, prepared=prepared.outputs["prepared"],
+                         workers=tune_workers, optuna_storage=optuna_storage).after(setup)
+        _task(plan, SMALL, pull, retries=2).set_caching_options(False)  # reads the study's live state
+        _secret(plan, optuna_secret, OPTUNA_SECRET_KEYS)
+
+        # The worker takes arch, study and params from its own item, not from the outer loop: kfp's
+        # local runner (2.17) hands a nested loop's tasks the inner item for every loop-item input.
+        with dsl.ParallelFor(plan.output, name="tune-workers", parallelism=TUNE_PARALLELISM) as item:
+            worker = tune(stage_params=item.params, arch=item.arch, study=item.study, worker=item.worker,
+                          quota=item.quota, prepared=prepared.outputs["prepared"],
                           vectorizer=vocab.outputs["vectorizer"], optuna_storage=optuna_storage,
-                          accelerator_type=accelerator_type, accelerator_limit=accelerator_limit)
-            _gpu(worker, accelerator_type, accelerator_limit)
-            kubernetes.use_secret_as_env(worker, secret_name=optuna_secret,
-                                         secret_key_to_env=OPTUNA_SECRET_KEYS, optional=True)
+                          gpu_type=gpu_type, gpu_count=gpu_count)
+            _gpu(worker, gpu_type, gpu_count, gpu_node_selector, pull)
+            _secret(worker, optuna_secret, OPTUNA_SECRET_KEYS)
 
-        tuned = tune_finalize(params_json=params_json, arch=arch, prepared=prepared.outputs["prepared"],
+        tuned = tune_finalize(stage_params=arch.tune, arch=arch.arch, prepared=prepared.outputs["prepared"],
                               trials_run=dsl.Collected(worker.output), optuna_storage=optuna_storage,
                               mlflow_tracking_uri=mlflow_tracking_uri)
-        _resources(tuned, SMALL)
-        for secret, keys in ((optuna_secret, OPTUNA_SECRET_KEYS), (mlflow_secret, MLFLOW_SECRET_KEYS)):
-            kubernetes.use_secret_as_env(tuned, secret_name=secret, secret_key_to_env=keys, optional=True)
+        _task(tuned, SMALL, pull, retries=2)
+        _secret(tuned, optuna_secret, OPTUNA_SECRET_KEYS)
+        _secret(tuned, mlflow_secret, MLFLOW_SECRET_KEYS)
 
-        model = train(params_json=params_json, arch=arch, prepared=prepared.outputs["prepared"],
-                      vectorizer=vocab.outputs["vectorizer"],
-                      tuned=tuned.outputs["tuned"], mlflow_tracking_uri=mlflow_tracking_uri,
-                      accelerator_type=accelerator_type, accelerator_limit=accelerator_limit)
-        _gpu(model, accelerator_type, accelerator_limit)
-        kubernetes.use_secret_as_env(model, secret_name=mlflow_secret, secret_key_to_env=MLFLOW_SECRET_KEYS,
-                                     optional=True)
+        model = train(stage_params=arch.train, arch=arch.arch, prepared=prepared.outputs["prepared"],
+                      vectorizer=vocab.outputs["vectorizer"], tuned=tuned.outputs["tuned"],
+                      mlflow_tracking_uri=mlflow_tracking_uri, gpu_type=gpu_type, gpu_count=gpu_count)
+        _gpu(model, gpu_type, gpu_count, gpu_node_selector, pull)
+        _secret(model, mlflow_secret, MLFLOW_SECRET_KEYS)
 
-        scored = evaluate(params_json=params_json, arch=arch, prepared=prepared.outputs["prepared"],
+        scored = evaluate(stage_params=arch.evaluate, arch=arch.arch, prepared=prepared.outputs["prepared"],
                           model=model.outputs["model"], mlflow_tracking_uri=mlflow_tracking_uri)
-        _resources(scored, DATA)
-        kubernetes.use_secret_as_env(scored, secret_name=mlflow_secret, secret_key_to_env=MLFLOW_SECRET_KEYS,
-                                     optional=True)
+        _task(scored, DATA, pull, retries=2)
+        _secret(scored, mlflow_secret, MLFLOW_SECRET_KEYS)
 
-    mean = ensemble(params_json=params_json, prepared=prepared.outputs["prepared"],
+    mean = ensemble(stage_params=cut.outputs["ensemble"], prepared=prepared.outputs["prepared"],
                     models=dsl.Collected(model.outputs["model"]), mlflow_tracking_uri=mlflow_tracking_uri)
-    _resources(mean, DATA)
-    kubernetes.use_secret_as_env(mean, secret_name=mlflow_secret, secret_key_to_env=MLFLOW_SECRET_KEYS,
-                                 optional=True)
+    _task(mean, DATA, pull, retries=2)
+    _secret(mean, mlflow_secret, MLFLOW_SECRET_KEYS)
 
-    champion = register(params_json=params_json, metrics=dsl.Collected(scored.outputs["metrics"]),
+    champion = register(stage_params=cut.outputs["register"], metrics=dsl.Collected(scored.outputs["metrics"]),
                         models=dsl.Collected(model.outputs["model"]), ensemble_metrics=mean.outputs["metrics"],
                         ensemble_model=mean.outputs["model"], mlflow_tracking_uri=mlflow_tracking_uri)
     # Registering only moves an alias; it must run every time, never come from the cache.
-    _resources(champion, SMALL).set_caching_options(False)
-    kubernetes.use_secret_as_env(champion, secret_name=mlflow_secret, secret_key_to_env=MLFLOW_SECRET_KEYS,
-                                 optional=True)
+    _task(champion, SMALL, pull, retries=2).set_caching_options(False)
+    _secret(champion, mlflow_secret, MLFLOW_SECRET_KEYS)

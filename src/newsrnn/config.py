@@ -160,6 +160,10 @@ class KfpConfig:
     accelerator_type: str = "nvidia.com/gpu"
     accelerator_limit: int = 1
     tune_workers: int = 2
+    # Pods a fan-out runs at once: architectures side by side, tuning workers per architecture.
+    # Bounds how many GPUs one run can hold (arch_parallelism x tune_parallelism at most).
+    arch_parallelism: int = 4
+    tune_parallelism: int = 4
 
 
 @dataclass(frozen=True)
@@ -220,6 +224,9 @@ _CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "tune.n_trials": (lambda v: v >= 0, "an integer >= 0"),
     "tune.epochs_per_trial": (lambda v: v >= 1, "an integer >= 1"),
     "kfp.tune_workers": (lambda v: v >= 1, "an integer >= 1"),
+    "kfp.accelerator_limit": (lambda v: v >= 0, "an integer >= 0"),
+    "kfp.arch_parallelism": (lambda v: v >= 1, "an integer >= 1"),
+    "kfp.tune_parallelism": (lambda v: v >= 1, "an integer >= 1"),
 }
 _ARCH_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "embed_dim": (lambda v: v >= 1, "an integer >= 1"),
@@ -512,3 +519,74 @@ def resolve(cfg: Config, arch_name: str, tuned: str | os.PathLike[str] | None = 
     return Settings(name=arch_name, arch=arch, train=train, batch_size=arch.batch_size or t.batch_size,
                     learning_rate=arch.learning_rate or t.learning_rate, seed=cfg.seed,
                     tuned=bool(tuned_values))
+
+
+# What each pipeline stage reads, as dvc.yaml lists it for the DVC stage (plus what the code reads
+# beyond that: the study name hashes the vectorizer settings, and tracking stages need `mlflow`).
+# A Kubeflow task gets only its slice, so its cache key changes only when something it reads does.
+_STAGE_KEYS: dict[str, tuple[str, ...]] = {
+    "fetch": ("data.sources", "data.local_dir", "data.url", "data.url_sha256", "data.max_reject_fraction",
+              "data.max_reported_errors"),
+    "prepare": ("seed", "data.val_fraction", "data.max_train_rows", "data.leakage"),
+    "vectorize": ("vectorizer",),
+    "tune": ("seed", "tune", "train", "vectorizer", "architectures.{arch}", "mlflow"),
+    "train": ("seed", "train", "architectures.{arch}", "mlflow"),
+    "evaluate": ("architectures.{arch}.text", "mlflow"),
+    "ensemble": ("ensemble", "architectures.{members}.text", "mlflow"),
+    "register": ("models", "ensemble", "architectures.{models}.text", "mlflow"),
+    "tracking": ("mlflow",),
+}
+STAGES = tuple(_STAGE_KEYS)
+
+
+def _is_local_store(uri: str | None) -> bool:
+    """A store only this process's disk holds (SQLite, a file, a bare path, an Optuna journal)."""
+    if not uri:
+        return False
+    return uri.startswith(("sqlite:", "file:", "journal:", "/", "./", "../", "~")) or "://" not in uri
+
+
+def stage_params(cfg: Config, stage: str, arch: str | None = None) -> dict[str, Any]:
+    """The part of ``cfg`` that ``stage`` reads, as a params mapping ``config_from_dict`` accepts.
+
+    Keys a stage does not read are left out (their defaults apply and nothing reads them).
+    ``models`` is narrowed to what the stage handles so the slice validates on its own. A local
+    tracking URI (``sqlite:///mlflow.db``) is dropped: a cluster task must get its server from
+    the run's parameters or secrets, never a file inside its pod.
+    """
+    if stage not in _STAGE_KEYS:
+        raise ConfigError(f"stage {stage!r}: unknown; known: {', '.join(STAGES)}")
+    if "{arch}" in " ".join(_STAGE_KEYS[stage]) and arch is None:
+        raise ConfigError(f"stage {stage!r} is per architecture: pass arch")
+    full = config_to_dict(cfg)
+    out: dict[str, Any] = {}
+
+    def put(path: list[str]) -> None:
+        src, dst = full, out
+        for key in path[:-1]:
+            src = src[key]
+            dst = dst.setdefault(key, {})
+        dst[path[-1]] = src[path[-1]]
+
+    for key in _STAGE_KEYS[stage]:
+        if "{members}" in key or "{models}" in key:
+            names = cfg.ensemble if "{members}" in key else cfg.models
+            for name in names:
+                put(key.replace("{members}", name).replace("{models}", name).split("."))
+        else:
+            put(key.replace("{arch}", arch or "").split("."))
+    # A fixed stand-in where the stage reads no architecture, so editing `models` changes nothing.
+    placeholder = KNOWN_ARCHS[0]
+    if arch is not None:
+        out["models"] = [arch]
+    elif stage == "ensemble":
+        out["models"] = list(cfg.ensemble) or [placeholder]
+        out.setdefault("architectures", {}).setdefault(out["models"][0], {})
+    elif stage != "register":
+        out["models"] = [placeholder]
+        out["architectures"] = {placeholder: {}}
+    out.setdefault("ensemble", [])
+    if "mlflow" in out and _is_local_store(out["mlflow"]["tracking_uri"]):
+        out["mlflow"]["tracking_uri"] = ""
+    config_from_dict(out)  # a slice that does not validate would fail in every task instead
+    return out

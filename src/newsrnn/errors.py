@@ -55,6 +55,10 @@ class KfpError(ConfigError):
     """A Kubeflow problem the user can fix: missing checkout, bad --arg, stale package, failed run."""
 
 
+class ClusterConfigError(ConfigError):
+    """A Kubeflow task was given a store it cannot use (local, unreachable); names the secret to fix."""
+
+
 class OutputError(NewsrnnError, OSError):
     """An output could not be written (no space left, no quota); names the output."""
 

@@ -30,6 +30,7 @@ from newsrnn.errors import KfpError
 
 DEFAULT_PACKAGE = "pipelines/newsrnn_pipeline.yaml"
 ENV_BASE_IMAGE = "NEWSRNN_KFP_BASE_IMAGE"
+ENV_PARALLELISM = "NEWSRNN_KFP_PARALLELISM"
 ENV_TOKEN = "NEWSRNN_KFP_TOKEN"
 # Parameters that must never carry a password: credentials come from Kubernetes secrets.
 _URL_PARAMS = ("mlflow_tracking_uri", "optuna_storage", "dvc_repo")
@@ -46,16 +47,18 @@ def repo_root() -> Path:
                    "directory; run from the project checkout")
 
 
-def load_pipeline(base_image: str) -> Callable[..., Any]:
+def load_pipeline(base_image: str, parallelism: tuple[int, int] | None = None) -> Callable[..., Any]:
     """Import the pipeline with every component's ``base_image`` set to ``base_image``.
 
-    The image is read when the components are decorated, so any copy imported earlier with
-    another image is dropped first.
+    The image (and the loops' ``parallelism``) are read when the module is imported, so any
+    copy imported earlier with other values is dropped first.
     """
     root = str(repo_root())
     if root not in sys.path:
         sys.path.insert(0, root)
     os.environ[ENV_BASE_IMAGE] = base_image
+    if parallelism is not None:
+        os.environ[ENV_PARALLELISM] = f"{parallelism[0]},{parallelism[1]}"
     for name in [m for m in sys.modules if m in ("components", "pipelines") or
                  m.startswith(("components.", "pipelines."))]:
         del sys.modules[name]
@@ -64,8 +67,17 @@ def load_pipeline(base_image: str) -> Callable[..., Any]:
 
 
 def params_json(cfg: Config) -> str:
-    """The whole validated params as canonical JSON: the pipeline's single config parameter."""
-    return json.dumps(config_to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    """The whole validated params as canonical JSON: the pipeline's single config parameter.
+
+    A local tracking URI (the laptop default ``sqlite:///mlflow.db``) is left out: in a pod it
+    would be a file that dies with the pod. Tasks get the server from the run or the secret.
+    """
+    from newsrnn.cluster import local_store
+
+    params = config_to_dict(cfg)
+    if local_store(params["mlflow"]["tracking_uri"]):
+        params["mlflow"]["tracking_uri"] = ""
+    return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
 def default_arguments(cfg: Config) -> dict[str, Any]:
@@ -73,8 +85,8 @@ def default_arguments(cfg: Config) -> dict[str, Any]:
     return {
         "params_json": params_json(cfg),
         "tune_workers": cfg.kfp.tune_workers,
-        "accelerator_type": cfg.kfp.accelerator_type,
-        "accelerator_limit": cfg.kfp.accelerator_limit,
+        "gpu_type": cfg.kfp.accelerator_type,
+        "gpu_count": str(cfg.kfp.accelerator_limit),
     }
 
 
@@ -84,7 +96,7 @@ def compile_pipeline(cfg: Config, out: str | Path = DEFAULT_PACKAGE) -> Path:
 
     from newsrnn.fileio import atomic_path
 
-    pipeline = load_pipeline(cfg.kfp.base_image)
+    pipeline = load_pipeline(cfg.kfp.base_image, (cfg.kfp.arch_parallelism, cfg.kfp.tune_parallelism))
     out = Path(out)
     with atomic_path(out) as tmp:
         tmp_yaml = tmp.with_suffix(".yaml")
@@ -150,7 +162,8 @@ def parse_overrides(pairs: list[str], declared: dict[str, str]) -> dict[str, Any
             raise KfpError(f"--arg {name}={value!r}: expected a value of type {kind}") from None
         if name in _URL_PARAMS and _PASSWORD_IN_URL.search(str(out[name])):
             raise KfpError(f"--arg {name}: the URL contains a password; put it in the Kubernetes secret "
-                           "(see docs/kubeflow.md) instead of a run parameter, where anyone can read it")
+                           "(README.md, Kubeflow Pipelines: Secrets) instead of a run parameter, where anyone "
+                           "can read it")
     return out
 
 
@@ -187,23 +200,29 @@ def run_local(cfg: Config, pipeline_root: str | Path = "kfp_local",
     """
     from kfp import local
 
+    from newsrnn.cluster import in_kubeflow
     from newsrnn.tune import ENV_STORAGE
 
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    pipeline = load_pipeline(cfg.kfp.base_image)
+    pipeline = load_pipeline(cfg.kfp.base_image, (cfg.kfp.arch_parallelism, cfg.kfp.tune_parallelism))
     declared = {name: _DSL_TO_KFP.get(str(spec.type), "STRING")
                 for name, spec in pipeline.component_spec.inputs.items()}
     args = run_arguments(cfg, declared, overrides or [])
-    args.setdefault("mlflow_tracking_uri", "")
-    args["mlflow_tracking_uri"] = args["mlflow_tracking_uri"] or _absolute_tracking_uri(cfg.tracking_uri())
-    args.setdefault("optuna_storage", "")
-    args["optuna_storage"] = (args["optuna_storage"] or os.environ.get(ENV_STORAGE) or cfg.tune.storage
-                              or f"journal:{root / 'optuna.journal'}")
-    if cfg.mlflow.enabled:
-        _init_mlflow(args["mlflow_tracking_uri"], cfg.mlflow.experiment)
+    if in_kubeflow():
+        # A cluster rehearsal: tasks find their servers in the environment, as a pod finds them in
+        # its secrets, and the laptop fallbacks below (SQLite, a journal file) are not taken.
+        refuse_local_stores(cfg, {k: v for k, v in args.items() if k != "mlflow_tracking_uri"})
+    else:
+        args.setdefault("mlflow_tracking_uri", "")
+        args["mlflow_tracking_uri"] = args["mlflow_tracking_uri"] or _absolute_tracking_uri(cfg.tracking_uri())
+        args.setdefault("optuna_storage", "")
+        args["optuna_storage"] = (args["optuna_storage"] or os.environ.get(ENV_STORAGE) or cfg.tune.storage
+                                  or f"journal:{root / 'optuna.journal'}")
+        if cfg.mlflow.enabled:
+            _init_mlflow(args["mlflow_tracking_uri"], cfg.mlflow.experiment)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    print(f"kfp run-local: pipeline root {root}; MLflow {args['mlflow_tracking_uri']}")
+    print(f"kfp run-local: pipeline root {root}; MLflow {args.get('mlflow_tracking_uri') or 'from the environment'}")
     try:
         return pipeline(**args)
     except RuntimeError as exc:
@@ -241,6 +260,7 @@ def submit(cfg: Config, host: str, package: str | Path = DEFAULT_PACKAGE,
         raise KfpError(f"{package}: not found; run `newsrnn kfp compile` first")
     declared = _declared_parameters(package)
     args = run_arguments(cfg, declared, overrides or [])
+    refuse_local_stores(cfg, args)
     compiled_image = _compiled_images(package)
     if compiled_image and compiled_image != {cfg.kfp.base_image}:
         print(f"kfp submit: warning: {package} runs {sorted(compiled_image)} but params say "
@@ -258,6 +278,20 @@ def submit(cfg: Config, host: str, package: str | Path = DEFAULT_PACKAGE,
     print(f"kfp submit: run {run_name} ({result.run_id}) in experiment {cfg.kfp.experiment}: "
           f"{host.rstrip('/')}/#/runs/details/{result.run_id}")
     return result
+
+
+def refuse_local_stores(cfg: Config, args: dict[str, Any]) -> None:
+    """Stop a submit whose tasks would track or tune into files inside their pods.
+
+    An empty ``mlflow_tracking_uri`` is fine (the tasks read ``MLFLOW_TRACKING_URI`` from the
+    secret, and ``tracking_setup`` fails the run at once if it is missing); a ``sqlite:``/``file:``
+    URI or a loopback host is refused here, with the secret to create.
+    """
+    from newsrnn.cluster import submit_checks
+
+    problems = submit_checks(args, cfg)
+    if problems:
+        raise KfpError("; ".join(problems))
 
 
 def _compiled_images(package: Path) -> set[str]:

@@ -6,8 +6,10 @@ file, Optuna on a journal file; the DVC test uses a real git repo and a local DV
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,13 +85,14 @@ def test_gpu_retries_and_secrets(compiled: Path) -> None:
     tasks = _tasks(spec)
     for stage in GPU_STAGES:
         acc = executors[f"exec-{stage}"]["container"]["resources"]["accelerator"]
-        assert "accelerator_type" in acc["resourceType"] and "accelerator_limit" in acc["resourceCount"]
+        assert "gpu_type" in acc["resourceType"] and "gpu_count" in acc["resourceCount"]
         retry = tasks[stage]["retryPolicy"]
         assert retry["maxRetryCount"] >= 1 and retry["backoffDuration"] and retry["backoffFactor"] > 1
     for stage in ("fetch", "prepare", "vectorize", "evaluate", "register"):
         assert "accelerator" not in executors[f"exec-{stage}"]["container"]["resources"], stage
     root_params = spec["root"]["inputDefinitions"]["parameters"]
-    for name in ("accelerator_type", "accelerator_limit", "tune_workers", "params_json", "data_version"):
+    for name in ("gpu_type", "gpu_count", "gpu_node_selector", "image_pull_secret", "tune_workers", "params_json",
+                 "data_version"):
         assert name in root_params
     # Credentials reach tasks only through secrets, never as parameter values.
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -129,11 +132,13 @@ def test_fan_out_fan_in_and_caching(compiled: Path) -> None:
     assert tasks["fetch"]["cachingOptions"].get("enableCache") is True
     for name in ("tune-plan", "register"):
         assert not tasks[name]["cachingOptions"].get("enableCache"), name
-    # params.yaml is the default of the single params parameter.
+    # params.yaml is the default of the single params parameter (minus the laptop's SQLite URI).
     from newsrnn.config import config_to_dict, load_config
 
-    default = spec["root"]["inputDefinitions"]["parameters"]["params_json"]["defaultValue"]
-    assert json.loads(default) == config_to_dict(load_config(ROOT / "params.yaml"))
+    default = json.loads(spec["root"]["inputDefinitions"]["parameters"]["params_json"]["defaultValue"])
+    expected = config_to_dict(load_config(ROOT / "params.yaml"))
+    expected["mlflow"]["tracking_uri"] = ""
+    assert default == expected
 
 
 def test_submit_arguments_are_checked(compiled: Path) -> None:
@@ -144,7 +149,8 @@ def test_submit_arguments_are_checked(compiled: Path) -> None:
 
     cfg = load_config(ROOT / "params.yaml")
     declared = _declared_parameters(compiled)
-    args = run_arguments(cfg, declared, ["tune_workers=4", "dvc_rev=", "accelerator_type=nvidia.com/gpu"])
+    args = run_arguments(cfg, declared, ["tune_workers=4", "dvc_rev=", "gpu_type=nvidia.com/gpu", "gpu_count=2"])
+    assert args["gpu_count"] == "2"
     assert args["tune_workers"] == 4 and args["data_version"].startswith("date:")
     assert json.loads(args["params_json"])["seed"] == cfg.seed
     with pytest.raises(KfpError, match="not a pipeline parameter"):
@@ -153,6 +159,88 @@ def test_submit_arguments_are_checked(compiled: Path) -> None:
         run_arguments(cfg, declared, ["tune_workers=two"])
     with pytest.raises(KfpError, match="password"):
         run_arguments(cfg, declared, ["optuna_storage=postgresql://u:secret@db:5432/optuna"])
+
+
+def _task_inputs(params: dict) -> dict[str, str]:
+    """What each task receives as its config at run time, for these params.
+
+    Runs the ``architectures`` and ``stage_configs`` components' own functions (the tasks that cut
+    the params), then
+    follows the compiled YAML: every task's ``stage_params`` input is wired to one of its outputs
+    (directly, or through the architecture loop's item, or the tuning loop's item, which
+    ``tune_plan`` fills with its own input). Keys are ``task`` or ``task@arch``.
+    """
+    from newsrnn.config import load_config
+    from newsrnn.kfp_cli import load_pipeline
+
+    load_pipeline(load_config(ROOT / "params.yaml").kfp.base_image)
+    from components import architectures, stage_configs
+
+    items = architectures.python_func(params_json=json.dumps(params))
+    single = stage_configs.python_func(params_json=json.dumps(params))
+    spec, _ = _spec(PACKAGE)
+    tasks = _tasks(spec)
+    got: dict[str, str] = {}
+    for name, task in tasks.items():
+        src = task.get("inputs", {}).get("parameters", {}).get("stage_params")
+        if src is None:
+            continue
+        if "taskOutputParameter" in src:
+            assert src["taskOutputParameter"]["producerTask"] == "stage-configs", name
+            got[name] = getattr(single, src["taskOutputParameter"]["outputParameterKey"])
+            continue
+        field = re.search(r'\["(\w+)"\]', src["parameterExpressionSelector"]).group(1)
+        loop = src["componentInputParameter"]
+        for item in items:
+            # The tuning loop's item carries tune_plan's stage_params, i.e. the arch item's "tune".
+            value = item["tune"] if "tune-plan" in loop and field == "params" else item[field]
+            got[f"{name}@{item['arch']}"] = value
+    return got
+
+
+def test_each_task_gets_only_what_it_reads() -> None:
+    """Like `dvc repro`: gru's units re-run gru's tasks only; train.epochs never re-runs the data steps."""
+    base = small_params(**{"models": ["rnn", "gru"]})
+    before = _task_inputs(base)
+    assert {"fetch", "prepare", "vectorize", "train@gru", "tune@gru", "evaluate@rnn", "register"} <= set(before)
+
+    units = copy.deepcopy(base)
+    units["architectures"]["gru"]["units"] += 1
+    changed = {k for k, v in _task_inputs(units).items() if before[k] != v}
+    assert changed == {"tune-plan@gru", "tune@gru", "tune-finalize@gru", "train@gru"}, changed
+
+    epochs = copy.deepcopy(base)
+    epochs["train"]["epochs"] += 1
+    changed = {k for k, v in _task_inputs(epochs).items() if before[k] != v}
+    assert not changed & {"fetch", "prepare", "vectorize", "tracking-setup", "register", "ensemble"}, changed
+    assert {"train@gru", "train@rnn"} <= changed
+    assert not any(k.startswith("evaluate@") for k in changed), changed
+
+
+def test_tracking_setup_fails_on_a_local_store_in_kubeflow(tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task before the fan-out, run as a kfp task with the cluster's rules on: the laptop's
+    SQLite default is refused in one line naming the secret, before any GPU task starts."""
+    from kfp import local
+
+    from newsrnn.config import config_from_dict, load_config, stage_params
+    from newsrnn.kfp_cli import load_pipeline
+
+    load_pipeline(load_config(ROOT / "params.yaml").kfp.base_image)
+    from components import tracking_setup
+
+    monkeypatch.setenv("NEWSRNN_CLUSTER", "1")
+    monkeypatch.chdir(tmp_path)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+               raise_on_error=True)
+    cut = stage_params(config_from_dict(small_params()), "tracking")
+    cut["mlflow"]["tracking_uri"] = "sqlite:///mlflow.db"
+    with pytest.raises(RuntimeError):
+        tracking_setup(stage_params=json.dumps(cut))
+    err = capfd.readouterr()
+    lines = [ln for ln in (err.out + err.err).splitlines() if "ClusterConfigError:" in ln]
+    assert lines and "newsrnn-mlflow" in lines[-1] and "sqlite:///mlflow.db" in lines[-1], err.out[-3000:]
+    assert not list(tmp_path.rglob("mlflow.db"))
 
 
 # --- DVC-versioned data -------------------------------------------------------------------
@@ -200,9 +288,9 @@ def test_fetch_component_reads_dvc_revisions(dvc_repo: Path, tmp_path: Path) -> 
     """The fetch component, run by kfp's local runner, reads each tag's data from the DVC remote."""
     from kfp import local
 
-    from newsrnn.config import load_config
+    from newsrnn.config import load_config, stage_params
     from newsrnn.fetch import data_sha256
-    from newsrnn.kfp_cli import data_version, load_pipeline, params_json
+    from newsrnn.kfp_cli import data_version, load_pipeline
 
     cfg = load_config(ROOT / "params.yaml")
     load_pipeline(cfg.kfp.base_image)
@@ -214,7 +302,8 @@ def test_fetch_component_reads_dvc_revisions(dvc_repo: Path, tmp_path: Path) -> 
     for rev, n_train in (("v1", 200), ("v2", 240)):
         version = data_version(cfg, str(dvc_repo), rev)
         assert version == "git:" + _git(dvc_repo, "rev-parse", f"{rev}^{{commit}}").strip()
-        task = fetch(params_json=params_json(cfg), data_version=version, dvc_repo=str(dvc_repo), dvc_rev=rev)
+        task = fetch(stage_params=json.dumps(stage_params(cfg, "fetch")), data_version=version, dvc_repo=str(dvc_repo),
+                     dvc_rev=rev)
         raw = Path(task.outputs["raw"].path)
         assert len(pd.read_parquet(raw / "train.parquet")) == n_train
         assert json.loads((raw / "source.json").read_text())["rows"]["train"] == n_train
