@@ -4,6 +4,16 @@ Every call goes through ``Tracker``; if the tracking server is unreachable, the 
 prints one warning and the tracker turns itself off, so training and DVC outputs still complete.
 The run id is kept in the model directory so ``evaluate`` (a separate process) adds to the
 same run.
+
+What the MLflow UI shows, and why:
+
+- The experiment carries ``mlflow.experimentKind = custom_model_development``: without it
+  MLflow 3 opens an experiment on its GenAI overview (traces, tokens) instead of the runs.
+- Metrics logged with a step are per-epoch curves and go under ``epoch/<key>``; the plain keys
+  (``val_accuracy``, ``test_accuracy``, ...) hold the exported model's values only, so sorting the
+  runs table by ``val_accuracy`` ranks candidates exactly as ``register`` does.
+- Every new run carries the lineage tags of ``lineage_tags()`` (git commit, DVC revision and
+  data hash, DVC experiment name, Kubeflow run id).
 """
 
 from __future__ import annotations
@@ -20,6 +30,14 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 SECRET_MARKERS = ("password", "token", "secret", "credential", "api_key")
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+EPOCH_PREFIX = "epoch/"
+# The KFP v2 launcher exports no run id to the container; the pipeline passes it in
+# (dsl.PIPELINE_JOB_ID_PLACEHOLDER, or the pod label ``pipeline/runid`` via the downward API).
+KFP_RUN_ENV = ("NEWSRNN_KFP_RUN_ID", "KFP_RUN_ID")
+# `dvc exp run` exports these to every stage command (dvc/env.py; set by the experiments queue).
+DVC_EXP_ENV = {"dvc_exp_name": "DVC_EXP_NAME", "dvc_exp_baseline": "DVC_EXP_BASELINE_REV"}
 
 
 def git_commit(cwd: str | Path = ".") -> str:
@@ -30,6 +48,98 @@ def git_commit(cwd: str | Path = ".") -> str:
     except OSError:
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def _git(args: list[str], cwd: str | Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def dvc_data_md5(cwd: str | Path = ".", path: str = "data/prepared") -> str | None:
+    """The md5 DVC recorded for ``path`` in dvc.lock (what ``dvc checkout`` restores), if any."""
+    import yaml
+
+    lock = Path(cwd) / "dvc.lock"
+    if not lock.exists():
+        return None
+    try:
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    except yaml.YAMLError:
+        return None
+    for stage in stages.values():
+        for out in stage.get("outs", []) or []:
+            if out.get("path") == path:
+                return out.get("md5")
+    return None
+
+
+def lineage_tags(cwd: str | Path = ".") -> dict[str, str]:
+    """Where a run came from: code (git), data (DVC), and the orchestrator's run, when there is one.
+
+    ``dvc_rev`` is the commit whose dvc.lock pins the data; ``dvc_data_md5`` is the prepared
+    data's hash in it. Keys that do not apply (no DVC experiment, not on Kubeflow) are left out.
+    """
+    tags = {"git_commit": git_commit(cwd)}
+    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
+    if status is not None:
+        tags["git_dirty"] = "true" if status else "false"
+    if (Path(cwd) / "dvc.yaml").exists() and tags["git_commit"] != "unknown":
+        tags["dvc_rev"] = tags["git_commit"]
+    md5 = dvc_data_md5(cwd)
+    if md5:
+        tags["dvc_data_md5"] = md5
+    for key, var in DVC_EXP_ENV.items():
+        if os.environ.get(var):
+            tags[key] = os.environ[var]
+    for var in KFP_RUN_ENV:
+        if os.environ.get(var):
+            tags["kfp_run_id"] = os.environ[var]
+            break
+    return tags
+
+
+def mark_training_experiment(client: Any, experiment_id: str) -> None:
+    """Make the MLflow 3 UI open the experiment on its runs table, not the GenAI overview."""
+    exp = client.get_experiment(experiment_id)
+    if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+
+
+SPLIT_CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
+
+
+def log_split_inputs(prepared_dir: str | Path, raw_dir: str | Path | None = None) -> None:
+    """Log the prepared splits as dataset inputs of the active run (fills the UI's Dataset column).
+
+    Each input names the parquet file (source), its sha256 (the digest holds the first 16 hex
+    digits, MLflow's limit is 36 characters; the tag ``sha256`` the whole one), its row count and
+    where the corpus came from (``data/raw/source.json``).
+    """
+    import json
+
+    import mlflow
+    import pandas as pd
+
+    from newsrnn.fileio import sha256_file
+
+    prepared_dir = Path(prepared_dir)
+    raw_dir = Path(raw_dir) if raw_dir is not None else prepared_dir.parent / "raw"
+    origin = "unknown"
+    if (raw_dir / "source.json").exists():
+        info = json.loads((raw_dir / "source.json").read_text())
+        origin = str(info.get("source") or info.get("name") or "unknown")[:250]
+    for split, context in SPLIT_CONTEXTS.items():
+        path = prepared_dir / f"{split}.parquet"
+        if not path.exists():
+            continue
+        sha = sha256_file(path)
+        df = pd.read_parquet(path)
+        ds = mlflow.data.from_pandas(df, source=str(path.resolve()), name=f"ag_news-{split}", targets="label",
+                                     digest=sha[:16])
+        mlflow.log_input(ds, context=context, tags={"sha256": sha, "rows": str(len(df)), "origin": origin})
 
 
 def use_tracking_uri(uri: str) -> None:
@@ -92,13 +202,16 @@ class Tracker:
 
             self._mlflow = mlflow
             use_tracking_uri(self.tracking_uri)
+            run_tags = tags
             if run_id is None:
-                mlflow.set_experiment(self.experiment)
+                exp = mlflow.set_experiment(self.experiment)
+                mark_training_experiment(mlflow.MlflowClient(), exp.experiment_id)
+                run_tags = {**lineage_tags(), **(tags or {})}
             kwargs: dict[str, Any] = {"run_id": run_id} if run_id else {"run_name": run_name}
             if parent_run_id:
                 kwargs["parent_run_id"] = parent_run_id
                 kwargs["nested"] = True
-            run = mlflow.start_run(**kwargs, tags=tags)
+            run = mlflow.start_run(**kwargs, tags=run_tags)
             return run.info.run_id
 
         self.run_id = self._call("start_run", _start)
@@ -110,7 +223,13 @@ class Tracker:
             {k: str(v)[:500] for k, v in params.items()}))
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Log numeric metrics at an optional step."""
+        """Log numeric metrics; with a ``step`` they are a curve and go under ``epoch/<key>``.
+
+        The plain key is kept for the exported model's value: the UI shows a metric's latest
+        step in the runs table, so a curve under the same key would hide it.
+        """
+        if step is not None:
+            metrics = {k if k.startswith(EPOCH_PREFIX) else f"{EPOCH_PREFIX}{k}": v for k, v in metrics.items()}
         self._call("log_metrics", lambda: self._mlflow.log_metrics(
             {k: float(v) for k, v in metrics.items()}, step=step))
 
