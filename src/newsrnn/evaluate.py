@@ -51,11 +51,24 @@ def measure_speed(predictor: Any, texts: list[str], n_single: int = LATENCY_TEXT
 
     Each is measured after a warm-up call of the same shape, so tracing is not counted.
     """
+    import tensorflow as tf
+
+    singles = texts[:n_single] or [""]
+    # Texts of new lengths trace new graphs; TensorFlow's retracing warning is expected here.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        return _timed(predictor, singles, texts)
+    finally:
+        logger.setLevel(level)
+
+
+def _timed(predictor: Any, singles: list[str], texts: list[str]) -> dict[str, float]:
     import time
 
     import numpy as np
 
-    singles = texts[:n_single] or [""]
     predictor.predict_proba(singles[:1])
     times = []
     for t in singles:

@@ -83,9 +83,8 @@ def chain(cfg: Config, ref: str | None = None) -> list[dict[str, Any]]:
                   + datasets,
                   "where": (f"`git checkout {rev} && dvc checkout data/prepared` (data/raw/source.json says where "
                             "the corpus came from)") if rev else "data/raw/source.json of the run's checkout"})
-    links.append({"link": "code", "value": f"git {commit}" + (" (uncommitted changes)" if tags.get("git_dirty") == "true"
-                                                             else ""),
-                  "details": [], "where": f"`git show {commit}`"})
+    dirty = " (uncommitted changes)" if tags.get("git_dirty") == "true" else ""
+    links.append({"link": "code", "value": f"git {commit}{dirty}", "details": [], "where": f"`git show {commit}`"})
     params = dict(run.data.params) if run is not None else {}
     shown = {k: params[k] for k in ("arch.name", "members", "learning_rate_effective", "batch_size_effective",
                                     "train.epochs", "tuned") if k in params}

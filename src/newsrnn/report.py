@@ -114,7 +114,8 @@ def _confusion_table(arch: str, cm: list[list[int]]) -> str:
     rows = "".join(f"<tr><th>{html.escape(CLASS_NAMES[i])}</th>"
                    + "".join(f'<td class="n">{v}</td>' for v in row) + "</tr>" for i, row in enumerate(cm))
     return (f'<figure class="cm" data-arch="{html.escape(arch)}"><figcaption>{html.escape(arch)} '
-            f'(test; rows actual, columns predicted)</figcaption><table><tr><th></th>{head}</tr>{rows}</table></figure>')
+            '(test; rows actual, columns predicted)</figcaption>'
+            f'<table><tr><th></th>{head}</tr>{rows}</table></figure>')
 
 
 STYLE = """
@@ -153,7 +154,7 @@ def render(cands: list[dict[str, Any]], champion: dict[str, Any] | None) -> str:
         champ_line += (f" Candidate {html.escape(str(cand.get('arch')))} v{cand.get('version')} was not promoted: "
                        f"{html.escape('; '.join(cand.get('reasons', [])))}.")
     cms = "".join(_confusion_table(m["arch"], m["_confusion"]) for m in cands if m.get("_confusion"))
-    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>newsrnn: candidates compared</title>
 <style>{STYLE}</style></head><body>

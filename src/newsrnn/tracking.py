@@ -101,11 +101,58 @@ def lineage_tags(cwd: str | Path = ".") -> dict[str, str]:
     return tags
 
 
+# The runs-table view for choosing a model: one row per evaluated candidate, the exported model's
+# numbers as columns, best validation accuracy first. MLflow 3.17 keeps saved views of the runs
+# page as experiment tags "mlflow.sharedViewState.<key>" (listed under "Views", opened with
+# ?viewStateShareKey=<key>); its value is {name, createdAt, updatedAt, state: JSON of the page state}.
+VIEW_KEY = "model-choice"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+VIEW_METRICS = ("val_accuracy", "test_accuracy", "macro_f1", "latency_p50_ms", "throughput_per_s",
+                "model_size_mb", "train_seconds")
+
+
+def model_choice_view() -> dict[str, Any]:
+    """The page state of the model-choice view (search facets and columns of the runs table)."""
+    return {
+        "searchFilter": "tags.evaluated = 'true'",
+        "orderByKey": "metrics.`val_accuracy`",
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "modelVersionFilter": "All Runs",
+        "datasetsFilter": [],
+        "selectedColumns": ["attributes.`Dataset`", "attributes.`Models`", "tags.`arch`",
+                            *(f"metrics.`{m}`" for m in VIEW_METRICS), "tags.`git_commit`"],
+    }
+
+
+def runs_page(tracking_uri: str, experiment_id: str, base_url: str = "http://127.0.0.1:5000") -> str:
+    """The URL of the model-choice view of the runs page.
+
+    MLflow 3.17's UI decides between its GenAI pages and its model-training pages from a toggle
+    kept per browser (default GenAI), not from the experiment, so the link carries
+    ``workflowType=machine_learning``.
+    """
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else base_url
+    return (f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+            f"&viewStateShareKey={VIEW_KEY}")
+
+
 def mark_training_experiment(client: Any, experiment_id: str) -> None:
-    """Make the MLflow 3 UI open the experiment on its runs table, not the GenAI overview."""
+    """Tag the experiment as model training and give it the model-choice view of its runs."""
+    import json
+    import time
+
     exp = client.get_experiment(experiment_id)
     if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    state = json.dumps(model_choice_view())
+    old = exp.tags.get(VIEW_TAG)
+    if old is None or json.loads(old).get("state") != state:
+        now = int(time.time() * 1000)
+        client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(
+            {"name": "model choice (exported models, best val first)", "createdAt": now, "updatedAt": now,
+             "state": state}))
 
 
 SPLIT_CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
@@ -137,9 +184,13 @@ def log_split_inputs(prepared_dir: str | Path, raw_dir: str | Path | None = None
             continue
         sha = sha256_file(path)
         df = pd.read_parquet(path)
-        ds = mlflow.data.from_pandas(df, source=str(path.resolve()), name=f"ag_news-{split}", targets="label",
-                                     digest=sha[:16])
-        mlflow.log_input(ds, context=context, tags={"sha256": sha, "rows": str(len(df)), "origin": origin})
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source under two schemes and says so for every path;
+            # its integer-column hint is about model signatures, not logged datasets.
+            warnings.simplefilter("ignore", UserWarning)
+            ds = mlflow.data.from_pandas(df, source=str(path.resolve()), name=f"ag_news-{split}", targets="label",
+                                         digest=sha[:16])
+            mlflow.log_input(ds, context=context, tags={"sha256": sha, "rows": str(len(df)), "origin": origin})
 
 
 def use_tracking_uri(uri: str) -> None:
