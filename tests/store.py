@@ -38,6 +38,10 @@ def build_store(root: Path) -> dict:
     params = small_params(**{"data.local_dir": str(corpus), "models": STORE_ARCHS, "mlflow.tracking_uri": uri,
                              "train.epochs": 2, "train.early_stopping_patience": 5})
     cfg = config_from_dict(params)
+    from mlflow import MlflowClient
+
+    # Artifacts beside the store, not in ./mlruns of whatever directory pytest runs in.
+    MlflowClient(uri).create_experiment(cfg.mlflow.experiment, artifact_location=(root / "mlruns").as_uri())
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     saved = {k: os.environ.get(k) for k in ("NEWSRNN_KFP_RUN_ID", "DVC_EXP_NAME")}
     os.environ.update(NEWSRNN_KFP_RUN_ID=KFP_RUN_ID, DVC_EXP_NAME=DVC_EXP_NAME)
