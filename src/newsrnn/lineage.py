@@ -110,7 +110,7 @@ def chain(cfg: Config, ref: str | None = None) -> list[dict[str, Any]]:
                       "where": _ui(uri, f"models/{version.name}/versions/{version.version}")})
         try:
             holder = client.get_model_version_by_alias(version.name, ALIAS)
-            here = holder.version == version.version
+            here = str(holder.version) == str(version.version)
             alias = f"@{ALIAS} -> v{holder.version}" + (" (this version)" if here else " (another version)")
         except Exception:  # no alias set yet
             alias = f"@{ALIAS} is not set"

@@ -176,7 +176,7 @@ def register(cfg: Config, candidates: list[tuple[str | Path, str | Path]] | None
             version = mlflow.register_model(model_uri, name, tags=tags)
             created = True
         current = _alias_holder(client, name)
-        if current is not None and current.version == version.version:
+        if current is not None and str(current.version) == str(version.version):
             gate = GateResult(True, ["already @champion"])
             promoted = True
         else:
@@ -207,7 +207,7 @@ def register(cfg: Config, candidates: list[tuple[str | Path, str | Path]] | None
                             "latency_p50_ms": gate.latency_p50_ms},
               "promoted": promoted,
               "candidates": {m["arch"]: m["val_accuracy"] for m in metrics}}
-    if promoted and current is not None and current.version == version.version:
+    if promoted and current is not None and str(current.version) == str(version.version):
         # Exact values for the champion, not the 4-digit tags.
         result.update(val_accuracy=best["val_accuracy"], test_accuracy=best["test_accuracy"])
     write_json(out_path, result)
