@@ -7,6 +7,9 @@ and headless Chromium opens the link newsrnn prints (``tracking.runs_page``).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -115,3 +118,19 @@ def test_run_duration_is_training_plus_evaluation_not_the_gap_between(pipeline_s
     assert info.status == "FINISHED"
     assert duration < wall + eval_s + gap / 2, (duration, wall, eval_s)
     assert duration >= wall, (duration, wall)
+
+
+@pytest.mark.slow
+def test_served_model_loads_without_warnings(pipeline_store: dict) -> None:
+    """A fresh process loads the champion as `mlflow models serve` does and hears no warning."""
+    code = ("import warnings, mlflow\n"
+            "warnings.simplefilter('always')\n"
+            "with warnings.catch_warnings(record=True) as seen:\n"
+            "    warnings.simplefilter('always')\n"
+            "    model = mlflow.pyfunc.load_model('models:/agnews-rnn@champion')\n"
+            "print('WARNED:', [str(w.message)[:200] for w in seen if 'sqlalchemy' not in w.filename])\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=pipeline_store["root"], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": pipeline_store["uri"]})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "WARNED: []" in out.stdout, out.stdout
+    assert "type hint" not in out.stderr.lower(), out.stderr[-2000:]
