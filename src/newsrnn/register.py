@@ -211,6 +211,7 @@ def register(cfg: Config, candidates: list[tuple[str | Path, str | Path]] | None
         # Exact values for the champion, not the 4-digit tags.
         result.update(val_accuracy=best["val_accuracy"], test_accuracy=best["test_accuracy"])
     write_json(out_path, result)
+    _print_runs_page(client, cfg, uri)
     new = " (new version)" if created else " (unchanged)"
     if promoted:
         print(f"register: {best['arch']} (val_accuracy {best['val_accuracy']:.4f}) is {name} "
@@ -233,3 +234,16 @@ def _alias_holder(client: Any, name: str) -> Any:
         return client.get_model_version_by_alias(name, ALIAS)
     except mlflow.exceptions.MlflowException:
         return None
+
+
+def _print_runs_page(client: Any, cfg: Config, uri: str) -> None:
+    """Where to compare the candidates in the MLflow UI."""
+    from newsrnn.tracking import runs_page
+
+    try:
+        exp = client.get_experiment_by_name(cfg.mlflow.experiment)
+    except Exception:  # the link is a convenience; never fail register for it
+        return
+    if exp is not None:
+        serve = "" if uri.startswith(("http://", "https://")) else f" (after `mlflow ui --backend-store-uri {uri}`)"
+        print(f"register: compare the candidates at {runs_page(uri, exp.experiment_id)}{serve}")
