@@ -166,9 +166,9 @@ def register(cfg: Config, candidates: list[tuple[str | Path, str | Path]] | None
             if not model_uri:
                 # Tracking was down during train/evaluate: log the model now, in a run of its own.
                 from newsrnn.serving import log_pyfunc_model
-                from newsrnn.tracking import mark_training_experiment
+                from newsrnn.tracking import mark_training_experiment, set_experiment
 
-                exp = mlflow.set_experiment(cfg.mlflow.experiment)
+                exp = set_experiment(cfg.mlflow.experiment)
                 mark_training_experiment(client, exp.experiment_id)
                 with mlflow.start_run(run_name=f"register-{best['arch']}", tags={"stage": "register", **tags}) as run:
                     model_uri = log_pyfunc_model(best["_model_dir"])

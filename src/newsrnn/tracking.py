@@ -210,6 +210,24 @@ def use_tracking_uri(uri: str) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = before
 
 
+def set_experiment(name: str) -> Any:
+    """``mlflow.set_experiment`` without its side effect on ``MLFLOW_EXPERIMENT_ID``.
+
+    MLflow exports the id so that subprocesses inherit it; a later ``mlflow run`` or stage
+    started from this process against another store would then look for that id there.
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    try:
+        return mlflow.set_experiment(name)
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+        else:
+            os.environ["MLFLOW_EXPERIMENT_ID"] = before
+
+
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dict -> {"a.b": value}; secret-looking keys are dropped, never logged."""
     out: dict[str, Any] = {}
@@ -255,7 +273,7 @@ class Tracker:
             use_tracking_uri(self.tracking_uri)
             run_tags = tags
             if run_id is None:
-                exp = mlflow.set_experiment(self.experiment)
+                exp = set_experiment(self.experiment)
                 mark_training_experiment(mlflow.MlflowClient(), exp.experiment_id)
                 run_tags = {**lineage_tags(), **(tags or {})}
             kwargs: dict[str, Any] = {"run_id": run_id} if run_id else {"run_name": run_name}
