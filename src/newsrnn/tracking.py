@@ -91,6 +91,13 @@ def lineage_tags(cwd: str | Path = ".") -> dict[str, str]:
     md5 = dvc_data_md5(cwd)
     if md5:
         tags["dvc_data_md5"] = md5
+    summary = Path(cwd) / "data/prepared/summary.json"
+    if summary.exists():  # stages given other paths pass their own data_sha256 tag
+        import json
+
+        sha = json.loads(summary.read_text()).get("data_sha256")
+        if sha:
+            tags["data_sha256"] = sha
     for key, var in DVC_EXP_ENV.items():
         if os.environ.get(var):
             tags[key] = os.environ[var]
