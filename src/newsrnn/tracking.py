@@ -7,8 +7,10 @@ same run.
 
 What the MLflow UI shows, and why:
 
-- The experiment carries ``mlflow.experimentKind = custom_model_development``: without it
-  MLflow 3 opens an experiment on its GenAI overview (traces, tokens) instead of the runs.
+- The experiment carries ``mlflow.experimentKind = custom_model_development`` (what MLflow's
+  own kind selector writes) and a saved view of its runs table for choosing a model. MLflow
+  3.17's UI still picks its GenAI pages or its model-training pages from a per-browser toggle
+  (default GenAI), so the link ``runs_page`` builds carries ``workflowType=machine_learning``.
 - Metrics logged with a step are per-epoch curves and go under ``epoch/<key>``; the plain keys
   (``val_accuracy``, ``test_accuracy``, ...) hold the exported model's values only, so sorting the
   runs table by ``val_accuracy`` ranks candidates exactly as ``register`` does.
@@ -40,22 +42,17 @@ KFP_RUN_ENV = ("NEWSRNN_KFP_RUN_ID", "KFP_RUN_ID")
 DVC_EXP_ENV = {"dvc_exp_name": "DVC_EXP_NAME", "dvc_exp_baseline": "DVC_EXP_BASELINE_REV"}
 
 
-def git_commit(cwd: str | Path = ".") -> str:
-    """The current git commit, or 'unknown' outside a repository."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=10, check=False)
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
 def _git(args: list[str], cwd: str | Path) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
     except OSError:
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit(cwd: str | Path = ".") -> str:
+    """The current git commit, or 'unknown' outside a repository."""
+    return _git(["rev-parse", "HEAD"], cwd) or "unknown"
 
 
 def dvc_data_md5(cwd: str | Path = ".", path: str = "data/prepared") -> str | None:
