@@ -84,7 +84,9 @@ def chain(cfg: Config, ref: str | None = None) -> list[dict[str, Any]]:
                   "where": (f"`git checkout {rev} && dvc checkout data/prepared` (data/raw/source.json says where "
                             "the corpus came from)") if rev else "data/raw/source.json of the run's checkout"})
     dirty = " (uncommitted changes)" if tags.get("git_dirty") == "true" else ""
-    links.append({"link": "code", "value": f"git {commit}{dirty}", "details": [], "where": f"`git show {commit}`"})
+    known = commit != "unknown"
+    links.append({"link": "code", "value": f"git {commit}{dirty}", "details": [],
+                  "where": f"`git show {commit}`" if known else "not run from a git checkout"})
     params = dict(run.data.params) if run is not None else {}
     shown = {k: params[k] for k in ("arch.name", "members", "learning_rate_effective", "batch_size_effective",
                                     "train.epochs", "tuned") if k in params}
@@ -93,7 +95,8 @@ def chain(cfg: Config, ref: str | None = None) -> list[dict[str, Any]]:
                   + (f"; DVC experiment {exp_name}" if exp_name else ""),
                   "details": [f"{k} = {v}" for k, v in shown.items()],
                   "where": (f"`dvc exp show` (experiment {exp_name})" if exp_name
-                            else f"params.yaml and artifacts/tuned/ at git {commit}")})
+                            else f"params.yaml and artifacts/tuned/ at git {commit}" if known
+                            else "the run's params in the MLflow UI")})
     if run is not None:
         kfp = tags.get("kfp_run_id")
         links.append({"link": "run", "value": f"{run.info.run_id} ({tags.get('arch', run.info.run_name)}, "
