@@ -51,6 +51,10 @@ def small_params(**overrides: object) -> dict:
     p["tune"]["epochs_per_trial"] = 1
     p["tune"]["n_trials"] = 0
     p["tune"]["max_train_rows"] = None
+    # Models of the synthetic corpus have never seen a real headline; the promotion tests set
+    # their own golden examples. A roomy budget: tests share 2 cores with other work.
+    p["promote"]["golden"] = []
+    p["promote"]["latency_budget_ms"] = 1000.0
     if "models" in overrides and "ensemble" not in overrides:
         p["ensemble"] = []  # the default members may not all be in a trimmed model list
     for dotted, value in overrides.items():

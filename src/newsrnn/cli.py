@@ -72,7 +72,19 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
 def cmd_register(args: argparse.Namespace) -> None:
     from newsrnn.register import register
 
-    print(json.dumps(register(_cfg(args)), indent=2))
+    print(json.dumps(register(_cfg(args), strict=args.strict), indent=2))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from newsrnn.report import report
+
+    report(_cfg(args), out_path=args.out, log_to_mlflow=not args.no_mlflow)
+
+
+def cmd_lineage(args: argparse.Namespace) -> None:
+    from newsrnn.lineage import lineage
+
+    print(lineage(_cfg(args), args.ref, as_json=args.json))
 
 
 def _read_lines(stream: Any, where: str) -> list[str]:
@@ -197,7 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("arch")
     add("ensemble", cmd_ensemble, "Average the `ensemble` members' probabilities -> artifacts/ensemble/, "
         "metrics/ensemble.json.")
-    add("register", cmd_register, "Register the best architecture (by val accuracy) as @champion.")
+    p = add("register", cmd_register, "Register the best architecture (by val accuracy); promote it to "
+            "@champion if it passes the gate in params.yaml `promote`.")
+    p.add_argument("--strict", action="store_true", help="exit non-zero when the candidate is not promoted")
+    p = add("report", cmd_report, "One offline HTML page comparing every candidate -> reports/index.html.")
+    p.add_argument("--out", default="reports/index.html")
+    p.add_argument("--no-mlflow", action="store_true", help="do not attach the page to the champion's run")
+    p = add("lineage", cmd_lineage, "Print data -> code -> params -> run -> version -> alias for a model.")
+    p.add_argument("ref", nargs="?", default=None,
+                   help="an MLflow run id, models:/NAME@ALIAS, models:/NAME/VERSION or a version number "
+                        "(default: models:/<registered_model>@champion)")
+    p.add_argument("--json", action="store_true", help="the chain as JSON")
     p = add("predict", cmd_predict, "Classify raw texts with the champion or a given model.")
     p.add_argument("texts", nargs="*", help="texts to classify (or use --file / stdin)")
     p.add_argument("--file", help="a file with one text per line")

@@ -151,6 +151,25 @@ class MlflowConfig:
 
 
 @dataclass(frozen=True)
+class GoldenExample:
+    """A raw headline the champion must classify as ``label``."""
+
+    text: str
+    label: Literal["World", "Sports", "Business", "Sci/Tech"]
+
+
+@dataclass(frozen=True)
+class PromoteConfig:
+    """The gate ``register`` applies before moving ``@champion`` (see register.py)."""
+
+    # The candidate's validation accuracy must exceed the current champion's by more than this.
+    min_val_gain: float = 0.0
+    # p50 of one text per call through the logged pyfunc model, in milliseconds.
+    latency_budget_ms: float = 100.0
+    golden: tuple[GoldenExample, ...] = ()
+
+
+@dataclass(frozen=True)
 class KfpConfig:
     """Kubeflow settings (image, accelerators, resources)."""
 
@@ -180,6 +199,7 @@ class Config:
     tune: TuneConfig = field(default_factory=TuneConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     kfp: KfpConfig = field(default_factory=KfpConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
 
     def arch(self, name: str) -> ArchConfig:
         """The architecture section for ``name`` (error if absent)."""
@@ -227,6 +247,8 @@ _CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "kfp.accelerator_limit": (lambda v: v >= 0, "an integer >= 0"),
     "kfp.arch_parallelism": (lambda v: v >= 1, "an integer >= 1"),
     "kfp.tune_parallelism": (lambda v: v >= 1, "an integer >= 1"),
+    "promote.min_val_gain": (lambda v: -1 < v < 1, "a number between -1 and 1 (accuracy points as a fraction)"),
+    "promote.latency_budget_ms": (lambda v: v > 0, "a number > 0 (milliseconds)"),
 }
 _ARCH_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "embed_dim": (lambda v: v >= 1, "an integer >= 1"),

@@ -47,6 +47,10 @@ class RegisterError(NewsrnnError, RuntimeError):
     """Missing metrics or an unreachable registry, with what to do about it."""
 
 
+class PromotionRefused(RegisterError):
+    """``register --strict``: the candidate failed the promotion gate (the message gives every reason)."""
+
+
 class ServerConfigError(NewsrnnError, ValueError):
     """An unsafe or impossible server setting, with the option that would fix it."""
 

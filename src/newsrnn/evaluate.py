@@ -2,7 +2,14 @@
 
 Writes ``metrics/<arch>.json`` (for ``dvc metrics``) and ``plots/<arch>/`` (training curves,
 per-row predictions for DVC's confusion template, the confusion matrix as CSV and PNG), and adds
-them to the architecture's MLflow run, together with the model itself.
+them to the architecture's MLflow run, together with the model itself, the prepared splits as
+dataset inputs, and what a server would care about: single-text latency, batch throughput and
+the model's size on disk (measured here, on this machine, through the same ``Predictor`` that
+``predict`` uses).
+
+The run was closed by ``train``; evaluate reopens it and, when done, sets its end time to the
+training end plus the evaluation time, so the UI's Duration is the work done for this run and
+not the wall time of the whole pipeline between the two stages.
 """
 
 from __future__ import annotations
@@ -35,6 +42,61 @@ def classification_metrics(y_true: Any, y_pred: Any, n_classes: int = 4) -> dict
                                      "support": int(cm[k, :].sum())}
     return {"accuracy": float(np.trace(cm) / cm.sum()) if cm.sum() else 0.0,
             "macro_f1": float(np.mean(f1s)), "per_class": per_class, "confusion": cm.tolist()}
+
+
+LATENCY_TEXTS = 50
+
+
+def measure_speed(predictor: Any, texts: list[str], n_single: int = LATENCY_TEXTS) -> dict[str, float]:
+    """p50/p99 milliseconds for one text per call, and texts per second for ``texts`` as one batch.
+
+    Each is measured after a warm-up call of the same shape, so tracing is not counted.
+    """
+    import tensorflow as tf
+
+    singles = texts[:n_single] or [""]
+    # Texts of new lengths trace new graphs; TensorFlow's retracing warning is expected here.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        return _timed(predictor, singles, texts)
+    finally:
+        logger.setLevel(level)
+
+
+def _timed(predictor: Any, singles: list[str], texts: list[str]) -> dict[str, float]:
+    import time
+
+    import numpy as np
+
+    predictor.predict_proba(singles[:1])
+    times = []
+    for t in singles:
+        t0 = time.perf_counter()
+        predictor.predict_proba([t])
+        times.append((time.perf_counter() - t0) * 1000)
+    predictor.predict_proba(texts[: min(len(texts), 256)])
+    t0 = time.perf_counter()
+    predictor.predict_proba(texts)
+    batch_s = time.perf_counter() - t0
+    return {"latency_p50_ms": float(np.percentile(times, 50)), "latency_p99_ms": float(np.percentile(times, 99)),
+            "throughput_per_s": len(texts) / batch_s if batch_s > 0 else 0.0}
+
+
+def model_size_mb(model_dir: str | Path) -> float:
+    """Size on disk of the exported model file (what a server downloads and loads)."""
+    return (Path(model_dir) / "model.keras").stat().st_size / 1e6
+
+
+def mlflow_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The exported model's numbers as MLflow metrics (plain keys; curves are under ``epoch/``)."""
+    keys = ("val_accuracy", "test_accuracy", "macro_f1", "val_macro_f1", "latency_p50_ms", "latency_p99_ms",
+            "throughput_per_s", "model_size_mb", "train_seconds")
+    out = {k: float(metrics[k]) for k in keys if metrics.get(k) is not None}
+    for cls, m in metrics.get("per_class", {}).items():
+        out[f"test_f1_{cls.lower().replace('/', '_')}"] = float(m["f1"])
+    return out
 
 
 def _confusion_png(cm: list[list[int]], path: Path, title: str) -> None:
@@ -93,12 +155,15 @@ def evaluate(
     plots_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score the exported model on val and test; write metrics and plots; log them to MLflow."""
+    import time
+
     import pandas as pd
 
     from newsrnn.data import load_splits, texts_of
     from newsrnn.predictor import Predictor
     from newsrnn.tracking import Tracker
 
+    t_start = time.time()
     model_dir = Path(model_dir or f"artifacts/models/{arch_name}")
     if not (model_dir / "train.json").is_file():
         made_by = "ensemble" if arch_name == "ensemble" else f"train {arch_name}"
@@ -116,6 +181,7 @@ def evaluate(
         probs = predictor.predict_proba(list(texts_of(df, arch)))
         scores[name] = (classification_metrics(df["label"].to_numpy(), probs.argmax(1)), probs)
     val_m, test_m = scores["val"][0], scores["test"][0]
+    speed = measure_speed(predictor, list(texts_of(test_df, arch)))
     metrics = {
         "arch": arch_name,
         "val_accuracy": val_m["accuracy"], "val_macro_f1": val_m["macro_f1"],
@@ -124,7 +190,7 @@ def evaluate(
         "train_seconds": summary["train_seconds"], "samples_per_second": summary["samples_per_second"],
         "epochs": summary["epochs"], "best_epoch": summary["best_epoch"],
         "n_parameters": summary["n_parameters"], "model_sha256": summary["model_sha256"],
-        "run_id": summary["run_id"],
+        "run_id": summary["run_id"], **speed, "model_size_mb": model_size_mb(model_dir),
     }
     with atomic_dir(plots_dir) as tmp:
         test_pred = scores["test"][1].argmax(1)
@@ -137,16 +203,38 @@ def evaluate(
         _history_png(history, tmp / "history.png", arch_name)
     tracker = Tracker(cfg.tracking_uri(), cfg.mlflow.experiment, cfg.mlflow.enabled)
     if summary.get("run_id"):
-        tracker.start(run_name=arch_name, run_id=summary["run_id"])
-        tracker.log_metrics({"val_accuracy": metrics["val_accuracy"], "test_accuracy": metrics["test_accuracy"],
-                             "macro_f1": metrics["macro_f1"], "val_macro_f1": metrics["val_macro_f1"]})
-        for png in ("confusion.png", "history.png", "confusion.csv"):
-            tracker.log_artifact(plots_dir / png, "plots")
-        from newsrnn.serving import log_pyfunc_model
-
-        metrics["model_uri"] = tracker.call("log_model", lambda: log_pyfunc_model(model_dir))
-        tracker.end()
+        _log_to_run(tracker, arch_name, summary["run_id"], metrics, plots_dir, model_dir, prepared_dir, t_start)
     write_json(metrics_path, metrics)
     print(f"evaluate: {arch_name} val_accuracy {metrics['val_accuracy']:.4f} "
           f"test_accuracy {metrics['test_accuracy']:.4f} macro_f1 {metrics['macro_f1']:.4f}")
     return metrics
+
+
+def _log_to_run(tracker: Any, arch_name: str, run_id: str, metrics: dict[str, Any], plots_dir: Path,
+                model_dir: Path, prepared_dir: str | Path, t_start: float) -> None:
+    """Add the evaluation to the training run and end it at train end + evaluation time."""
+    import time
+
+    from newsrnn.serving import log_pyfunc_model
+    from newsrnn.tracking import log_split_inputs
+
+    def train_end() -> int | None:
+        import mlflow
+
+        return mlflow.MlflowClient(tracker.tracking_uri).get_run(run_id).info.end_time
+
+    ended = tracker.call("get_run", train_end) if tracker.enabled else None
+    tracker.start(run_name=arch_name, run_id=run_id)
+    tracker.log_metrics(mlflow_metrics(metrics))
+    tracker.set_tags({"evaluated": "true"})
+    tracker.call("log_input", lambda: log_split_inputs(prepared_dir))
+    for png in ("confusion.png", "history.png", "confusion.csv"):
+        tracker.log_artifact(plots_dir / png, "plots")
+    metrics["model_uri"] = tracker.call("log_model", lambda: log_pyfunc_model(model_dir))
+    tracker.end()
+    if ended and tracker.enabled:
+        import mlflow
+
+        end_ms = int(ended + (time.time() - t_start) * 1000)
+        tracker.call("set_terminated", lambda: mlflow.MlflowClient(tracker.tracking_uri).set_terminated(
+            run_id, "FINISHED", end_time=end_ms))

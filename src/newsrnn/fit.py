@@ -19,6 +19,7 @@ from typing import Any
 from newsrnn.data import Datasets
 from newsrnn.errors import TrainingDiverged
 from newsrnn.fileio import atomic_path, write_json
+from newsrnn.progress import epoch_bar
 
 DIVERGED_LOSS = 100 * math.log(4)
 
@@ -65,8 +66,9 @@ def fit_epochs(
             break
         keras.utils.set_random_seed(seed + 1000 * epoch)
         t0 = time.perf_counter()
+        bar = epoch_bar(network.name.removesuffix("_network"), epoch, epochs, data.steps_per_epoch())
         fit = network.fit(data.train(epoch), epochs=1, verbose=0, shuffle=False,
-                          callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])])
+                          callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or []), *bar])
         fit_s = time.perf_counter() - t0
         loss = float(fit.history["loss"][-1])
         # Chance-level cross-entropy is ln 4 ~ 1.39; a loss 100x that has diverged even if finite.

@@ -216,8 +216,10 @@ def run_worker(cfg: Config, arch_name: str, storage_url: str, name: str, quota: 
     if objective is None:
         objective = Objective(cfg, arch_name, Path(prepared_dir), Path(vec_dir))
     before = len(study.get_trials(deepcopy=False))
+    from newsrnn.progress import TrialBar
+
     study.optimize(objective, n_trials=quota, timeout=cfg.tune.timeout_s, catch=(Exception,),
-                   gc_after_trial=True)
+                   gc_after_trial=True, callbacks=[TrialBar(arch_name, quota)])
     return len(study.get_trials(deepcopy=False)) - before
 
 

@@ -53,7 +53,8 @@ def test_dvc_repro_all_stages(tmp_path: Path, corpus_dir: Path) -> None:
     assert sorted(by_arch) == sorted(ARCHS)
     for arch, run in by_arch.items():
         assert run.data.params["arch.name"] == arch
-        assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) >= 2  # per epoch + final
+        assert len(client.get_metric_history(run.info.run_id, "epoch/val_accuracy")) == 2  # the curve
+        assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 1  # the exported model's
         assert run.data.tags["git_commit"] != "unknown" and len(run.data.tags["data_sha256"]) == 64
         logged = client.search_logged_models([exp.experiment_id],
                                              filter_string=f"source_run_id = '{run.info.run_id}'")
@@ -61,6 +62,9 @@ def test_dvc_repro_all_stages(tmp_path: Path, corpus_dir: Path) -> None:
         arts = [a.path for a in client.list_artifacts(run.info.run_id, "plots")]
         assert "plots/confusion.png" in arts and "plots/history.png" in arts
     assert client.get_model_version_by_alias("agnews-rnn", "champion").tags["arch"] == best
+    # The report stage ran after register, with a row per candidate.
+    page = (proj / "reports" / "index.html").read_text()
+    assert page.count('class="candidate') == len(ARCHS) + 1 and 'id="scatter"' in page
 
     # A second repro does nothing.
     out = _run(["dvc", "repro"], proj, env)
