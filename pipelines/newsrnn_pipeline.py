@@ -84,6 +84,18 @@ def _gpu(task: dsl.PipelineTask, gpu_type: PipelineChannel, gpu_count: PipelineC
     return task
 
 
+def _tracked(task: dsl.PipelineTask, mlflow_secret: PipelineChannel) -> None:
+    """A task that logs to MLflow: the server's secret, and the run id for its lineage tag.
+
+    The backend labels every pod of a run with ``pipeline/runid`` (``LabelKeyWorkflowRunId`` in
+    backend/src/common/util/consts.go); read through the downward API it adds nothing to the
+    task's inputs, so a cached task stays cached (a run-id input would change every run).
+    """
+    _secret(task, mlflow_secret, MLFLOW_SECRET_KEYS)
+    kubernetes.use_field_path_as_env(task, env_name="NEWSRNN_KFP_RUN_ID",
+                                     field_path="metadata.labels['pipeline/runid']")
+
+
 def _secret(task: dsl.PipelineTask, name: PipelineChannel, keys: "dict[str, str]") -> None:
     kubernetes.use_secret_as_env(task, secret_name=name, secret_key_to_env=keys, optional=True)
 
@@ -135,7 +147,7 @@ def newsrnn_pipeline(
     # Once, before the fan-out: a missing or local MLflow server fails here, not in every GPU pod.
     setup = tracking_setup(stage_params=cut.outputs["tracking"], mlflow_tracking_uri=mlflow_tracking_uri)
     _task(setup, SMALL, pull, retries=2).set_caching_options(False)  # checks a live server
-    _secret(setup, mlflow_secret, MLFLOW_SECRET_KEYS)
+    _tracked(setup, mlflow_secret)
 
     with dsl.ParallelFor(archs.output, name="architectures", parallelism=ARCH_PARALLELISM) as arch:
         plan = tune_plan(stage_params=arch.tune, arch=arch.arch, prepared=prepared.outputs["prepared"],
@@ -158,27 +170,27 @@ def newsrnn_pipeline(
                               mlflow_tracking_uri=mlflow_tracking_uri)
         _task(tuned, SMALL, pull, retries=2)
         _secret(tuned, optuna_secret, OPTUNA_SECRET_KEYS)
-        _secret(tuned, mlflow_secret, MLFLOW_SECRET_KEYS)
+        _tracked(tuned, mlflow_secret)
 
         model = train(stage_params=arch.train, arch=arch.arch, prepared=prepared.outputs["prepared"],
                       vectorizer=vocab.outputs["vectorizer"], tuned=tuned.outputs["tuned"],
                       mlflow_tracking_uri=mlflow_tracking_uri, gpu_type=gpu_type, gpu_count=gpu_count)
         _gpu(model, gpu_type, gpu_count, gpu_node_selector, pull)
-        _secret(model, mlflow_secret, MLFLOW_SECRET_KEYS)
+        _tracked(model, mlflow_secret)
 
         scored = evaluate(stage_params=arch.evaluate, arch=arch.arch, prepared=prepared.outputs["prepared"],
                           model=model.outputs["model"], mlflow_tracking_uri=mlflow_tracking_uri)
         _task(scored, DATA, pull, retries=2)
-        _secret(scored, mlflow_secret, MLFLOW_SECRET_KEYS)
+        _tracked(scored, mlflow_secret)
 
     mean = ensemble(stage_params=cut.outputs["ensemble"], prepared=prepared.outputs["prepared"],
                     models=dsl.Collected(model.outputs["model"]), mlflow_tracking_uri=mlflow_tracking_uri)
     _task(mean, DATA, pull, retries=2)
-    _secret(mean, mlflow_secret, MLFLOW_SECRET_KEYS)
+    _tracked(mean, mlflow_secret)
 
     champion = register(stage_params=cut.outputs["register"], metrics=dsl.Collected(scored.outputs["metrics"]),
                         models=dsl.Collected(model.outputs["model"]), ensemble_metrics=mean.outputs["metrics"],
                         ensemble_model=mean.outputs["model"], mlflow_tracking_uri=mlflow_tracking_uri)
     # Registering only moves an alias; it must run every time, never come from the cache.
     _task(champion, SMALL, pull, retries=2).set_caching_options(False)
-    _secret(champion, mlflow_secret, MLFLOW_SECRET_KEYS)
+    _tracked(champion, mlflow_secret)

@@ -222,6 +222,15 @@ def set_experiment(name: str) -> Any:
     """
     import mlflow
 
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(name) is None:
+        # MLflow would put a SQLite store's artifacts in ./mlruns of whatever directory the process
+        # runs in; beside the database file they stay with the store they belong to.
+        where = Path(uri[len("sqlite:///"):].split("?")[0]).resolve().parent / "mlruns" / name
+        try:
+            mlflow.MlflowClient().create_experiment(name, artifact_location=where.as_uri())
+        except mlflow.exceptions.MlflowException:
+            pass  # created meanwhile by a parallel stage: set_experiment below finds it
     before = os.environ.get("MLFLOW_EXPERIMENT_ID")
     try:
         return mlflow.set_experiment(name)

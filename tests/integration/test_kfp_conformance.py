@@ -217,3 +217,17 @@ def test_experiment_is_created_before_the_fan_out() -> None:
     assert "tracking-setup" in loop["dependentTasks"]
     assert "ensure_experiment" in " ".join(
         spec["deploymentSpec"]["executors"]["exec-tracking-setup"]["container"]["command"])
+
+
+def test_every_tracked_task_learns_its_kubeflow_run_id() -> None:
+    """Each executor that gets the MLflow secret also gets NEWSRNN_KFP_RUN_ID from the pod label
+    the backend sets on every pod of a run (``LabelKeyWorkflowRunId`` = ``pipeline/runid``,
+    backend/src/common/util/consts.go), which tracking writes as the runs' ``kfp_run_id`` tag."""
+    _, executors = _load(PACKAGE)
+    tracked = {name: ex for name, ex in executors.items()
+               if any(s.get("secretName") == "newsrnn-mlflow" or "mlflow" in json.dumps(s)
+                      for s in ex.get("secretAsEnv", []))}
+    assert {"exec-train", "exec-evaluate", "exec-register", "exec-ensemble"} <= set(tracked)
+    for name, ex in tracked.items():
+        assert {"name": "NEWSRNN_KFP_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"} in \
+            ex.get("fieldPathAsEnv", []), name
