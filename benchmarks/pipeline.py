@@ -36,7 +36,7 @@ from newsrnn.errors import BenchError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_LINE = re.compile(r"^Running stage '([^']+)'")
-STAGES = ("fetch", "prepare", "vectorize", "tune", "train", "evaluate", "ensemble", "register")
+STAGES = ("fetch", "prepare", "vectorize", "tune", "train", "evaluate", "ensemble", "register", "report")
 
 
 def clone_project(dest: Path, params: dict[str, Any]) -> Path:
