@@ -618,12 +618,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_bench(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the whole benchmark (see the module docstring); write JSON, print the table, return it."""
-    from newsrnn.config import KNOWN_ARCHS, config_to_dict, load_config
-
-    params_path = Path(getattr(args, "params", None) or "params.yaml")
-    cfg = load_config(params_path)
+def corpus_dir(args: Any) -> Path:
+    """The ag_news_csv directory a benchmark reads: ``--data-dir``, else NEWSRNN_DATA_DIR, checked."""
     data_dir = getattr(args, "data_dir", None) or os.environ.get("NEWSRNN_DATA_DIR")
     if not data_dir:
         raise BenchError("no data: pass --data-dir DIR or set NEWSRNN_DATA_DIR (an ag_news_csv directory)")
@@ -631,6 +627,16 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("train.csv", "test.csv"):
         if not (data_dir / name).is_file():
             raise BenchError(f"{data_dir / name}: not found (expected the ag_news_csv layout)")
+    return data_dir
+
+
+def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the whole benchmark (see the module docstring); write JSON, print the table, return it."""
+    from newsrnn.config import KNOWN_ARCHS, config_to_dict, load_config
+
+    params_path = Path(getattr(args, "params", None) or "params.yaml")
+    cfg = load_config(params_path)
+    data_dir = corpus_dir(args)
     archs_arg = getattr(args, "archs", None) or ",".join(NOTEBOOK_ARCHS)
     archs = [a.strip() for a in archs_arg.split(",") if a.strip()]
     for a in archs:

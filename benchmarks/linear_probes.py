@@ -4,8 +4,9 @@ TF-IDF + logistic regression (C=10) on newsrnn's own prepared splits, one featur
 word 1-2 grams (scikit-learn's tokenizer), with punctuation marks as tokens, character n-grams
 within word boundaries (``char_wb``, 2-5) and across them (``char``, 1-5), and the char n-grams of
 only the words in newsrnn's 20,000-word vocabulary, lower-cased and stripped of punctuation as
-newsrnn's vectorizer does. Session 4 ran this to decide what the ``wide_char`` member should read
-(benchmarks/README.md). Each probe's probabilities go to ``--probs`` for ensemble checks.
+newsrnn's vectorizer does. The 2026-12-01 settings search (a51f158) ran this to decide what the
+``wide_char`` member should read (benchmarks/README.md). Each probe's probabilities go to
+``--probs`` for ensemble checks.
 
     python benchmarks/linear_probes.py --work /tmp/newsrnn-explore/tok20000_len128_pt128 --probs /tmp/probs
 

@@ -163,13 +163,7 @@ def run_pipeline_bench(args: Any) -> dict[str, Any]:
     from newsrnn.config import config_from_dict, config_to_dict
 
     cfg = config_from_dict(params)  # refuses a bad file before anything runs
-    data_dir = getattr(args, "data_dir", None) or os.environ.get("NEWSRNN_DATA_DIR")
-    if not data_dir:
-        raise BenchError("no data: pass --data-dir DIR or set NEWSRNN_DATA_DIR (an ag_news_csv directory)")
-    data_dir = Path(data_dir).resolve()
-    for name in ("train.csv", "test.csv"):
-        if not (data_dir / name).is_file():
-            raise BenchError(f"{data_dir / name}: not found (expected the ag_news_csv layout)")
+    data_dir = harness.corpus_dir(args)
     max_rows = getattr(args, "max_train_rows", None)
     if max_rows is not None:
         params.setdefault("data", {})["max_train_rows"] = max_rows

@@ -76,16 +76,10 @@ def tracking_uri(cfg: Config, override: str = "") -> str:
     fix = (f"put MLFLOW_TRACKING_URI=<server URL> in the Kubernetes secret {MLFLOW_SECRET!r} "
            "(kubectl create secret generic newsrnn-mlflow --from-literal=MLFLOW_TRACKING_URI=https://...) "
            "or pass the mlflow_tracking_uri parameter")
-    if not uri:
-        raise ClusterConfigError(f"running in Kubeflow without an MLflow tracking server: {fix}")
-    if local_store(uri):
-        raise ClusterConfigError(f"running in Kubeflow with the local MLflow store {redact(uri)!r}, which "
-                                 f"dies with the pod: {fix}")
-    why = _reachable(uri)
-    if why:
-        raise ClusterConfigError(f"MLflow tracking server {redact(uri)} is not reachable from this task "
-                                 f"({why}); check the server and the URL in the secret {MLFLOW_SECRET!r}")
-    return uri
+    return _shared_store(uri, missing="without an MLflow tracking server",
+                         local=f"with the local MLflow store {redact(uri)!r}, which dies with the pod",
+                         unreachable=f"MLflow tracking server {redact(uri)}",
+                         check=f"check the server and the URL in the secret {MLFLOW_SECRET!r}", fix=fix)
 
 
 def optuna_storage(url: str) -> str:
@@ -94,16 +88,22 @@ def optuna_storage(url: str) -> str:
         return url
     fix = (f"put NEWSRNN_OPTUNA_STORAGE=postgresql+psycopg2://... in the Kubernetes secret {OPTUNA_SECRET!r} "
            "or pass the optuna_storage parameter")
-    if not url:
-        raise ClusterConfigError(f"running in Kubeflow with tuning on but no shared Optuna storage: {fix}")
-    if local_store(url):
-        raise ClusterConfigError(f"running in Kubeflow with the local Optuna storage {redact(url)!r}, private "
-                                 f"to one pod: {fix}")
-    why = _reachable(url)
+    return _shared_store(url, missing="with tuning on but no shared Optuna storage",
+                         local=f"with the local Optuna storage {redact(url)!r}, private to one pod",
+                         unreachable=f"Optuna storage {redact(url)}",
+                         check=f"check the database and the URL in the secret {OPTUNA_SECRET!r}", fix=fix)
+
+
+def _shared_store(uri: str, missing: str, local: str, unreachable: str, check: str, fix: str) -> str:
+    """``uri`` if every pod can use it; else one line saying what is wrong and how to fix it."""
+    if not uri:
+        raise ClusterConfigError(f"running in Kubeflow {missing}: {fix}")
+    if local_store(uri):
+        raise ClusterConfigError(f"running in Kubeflow {local}: {fix}")
+    why = _reachable(uri)
     if why:
-        raise ClusterConfigError(f"Optuna storage {redact(url)} is not reachable from this task ({why}); "
-                                 f"check the database and the URL in the secret {OPTUNA_SECRET!r}")
-    return url
+        raise ClusterConfigError(f"{unreachable} is not reachable from this task ({why}); {check}")
+    return uri
 
 
 def ensure_experiment(uri: str, name: str) -> str:
