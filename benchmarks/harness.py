@@ -697,6 +697,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             print("bench: no-op dvc repro", flush=True)
             results["dvc"] = time_dvc_noop(root, data_dir, work)
     finally:
+        keep = os.environ.get("NEWSRNN_BENCH_KEEP_MODELS")  # a directory: the trained models are copied there
+        if keep and (work / "models").is_dir():
+            shutil.copytree(work / "models", keep, dirs_exist_ok=True)
         shutil.rmtree(work, ignore_errors=True)
     if hasattr(os, "getloadavg"):
         results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -35,7 +35,7 @@ def tune_plan(stage_params: str, arch: str, prepared: Input[Dataset], workers: i
     # The same study name `newsrnn tune` uses for this data, so both can share one storage.
     name = study_name(cfg, arch, prepared_data_sha(prepared.path))
     quotas = [0]
-    if cfg.tune.n_trials > 0:
+    if cfg.trials_for(arch) > 0:
         url = checked_storage(optuna_storage or os.environ.get(ENV_STORAGE) or cfg.tune.storage or "")
         if not url:
             raise ValueError(f"tune.n_trials is {cfg.tune.n_trials} but no shared Optuna storage is set: "
@@ -43,7 +43,7 @@ def tune_plan(stage_params: str, arch: str, prepared: Input[Dataset], workers: i
                              "tune.storage (an RDB URL every worker pod can reach)")
         study = create_study(cfg, name, url)
         seed_study(study, cfg, arch)
-        remaining = max(0, cfg.tune.n_trials - finished_count(study))
+        remaining = max(0, cfg.trials_for(arch) - finished_count(study))
         quotas = [q for q in split_quota(remaining, workers) if q > 0] or [0]
     print(f"tune_plan: {arch}: study {name}, quotas {quotas}")
     return [{"arch": arch, "study": name, "worker": i, "quota": q, "params": stage_params}
@@ -100,7 +100,7 @@ def tune_finalize(stage_params: str, arch: str, prepared: Input[Dataset], trials
     if uri:
         os.environ["MLFLOW_TRACKING_URI"] = uri
     out, plots = Path(tuned.path) / "params.yaml", Path(tuned.path) / "plots"
-    if cfg.tune.n_trials == 0:
+    if cfg.trials_for(arch) == 0:
         result = tune_defaults(cfg, arch, out_path=out, plots_dir=plots)
     else:
         url = checked_storage(optuna_storage or os.environ.get(ENV_STORAGE) or cfg.tune.storage or "")

@@ -38,6 +38,7 @@ def small_params(**overrides: object) -> dict:
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["vectorizer"]["max_tokens"] = 500
     p["vectorizer"]["max_length"] = 32
+    p["vectorizer"]["pretrain_dim"] = 16
     p["train"]["epochs"] = 1
     p["train"]["batch_size"] = 32
     for arch in p["architectures"].values():

@@ -102,6 +102,9 @@ class ArchConfig:
     # Length-sorted batches (bucket) train RNNs fast; a bag-of-n-grams model learns better from
     # mixed batches (measured for wide in benchmarks/README.md).
     batching: Literal["bucket", "padded"] | None = None
+    # Trials of this architecture's study: null = tune.n_trials; 0 = not tuned. Sized by what a
+    # trial costs (a trial is a full training run). tune.n_trials: 0 turns every study off.
+    tune_trials: int | None = None
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,13 @@ class TuneConfig:
     """Optuna search. ``n_trials: 0`` turns tuning off."""
 
     n_trials: int = 0
-    epochs_per_trial: int = 2
-    max_train_rows: int | None = 12000
+    # Fidelity of a trial. null/null = full: the rows and epochs `train` uses, so the best trial
+    # is measured exactly as the trained model will be (smaller values make a cheaper proxy).
+    epochs_per_trial: int | None = None
+    max_train_rows: int | None = None
+    # Validation checks per epoch the pruner sees (the rungs of successive halving): a trial
+    # that trails the others' median at the same point of training stops there.
+    checks_per_epoch: int = 4
     storage: str | None = None
     timeout_s: int | None = None
     batch_size: tuple[int, ...] = (32, 64, 128)
@@ -219,6 +227,11 @@ class Config:
             return ArchConfig(text=self.arch(self.ensemble[0]).text)
         return self.arch(name)
 
+    def trials_for(self, name: str) -> int:
+        """The trial budget of ``name``'s study: 0 when tuning is off or the architecture opts out."""
+        own = self.arch(name).tune_trials
+        return 0 if self.tune.n_trials == 0 else (self.tune.n_trials if own is None else own)
+
     def tracking_uri(self) -> str:
         """MLflow tracking URI: MLFLOW_TRACKING_URI wins over params."""
         return os.environ.get("MLFLOW_TRACKING_URI") or self.mlflow.tracking_uri
@@ -242,7 +255,9 @@ _CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.early_stopping_patience": (lambda v: v >= 0, "an integer >= 0"),
     "train.weight_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "tune.n_trials": (lambda v: v >= 0, "an integer >= 0"),
-    "tune.epochs_per_trial": (lambda v: v >= 1, "an integer >= 1"),
+    "tune.epochs_per_trial": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "tune.max_train_rows": (lambda v: v is None or v >= 8, "null or an integer >= 8"),
+    "tune.checks_per_epoch": (lambda v: 1 <= v <= 20, "an integer from 1 to 20"),
     "kfp.tune_workers": (lambda v: v >= 1, "an integer >= 1"),
     "kfp.accelerator_limit": (lambda v: v >= 0, "an integer >= 0"),
     "kfp.arch_parallelism": (lambda v: v >= 1, "an integer >= 1"),
@@ -264,6 +279,7 @@ _ARCH_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "batch_size": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "learning_rate": (lambda v: v is None or v > 0, "null or a number > 0"),
     "epochs": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "tune_trials": (lambda v: v is None or v >= 0, "null or an integer >= 0"),
     "early_stopping_patience": (lambda v: v is None or v >= 0, "null or an integer >= 0"),
 }
 
@@ -492,6 +508,12 @@ class Settings:
     learning_rate: float
     seed: int
     tuned: bool = False
+
+
+def tuned_dir(tuned_file: str | os.PathLike[str]) -> Path:
+    """The directory beside a tuned file (``artifacts/tuned/lstm.yaml`` -> ``artifacts/tuned/lstm``)
+    that holds its plots and the chosen trial's network."""
+    return Path(tuned_file).with_suffix("")
 
 
 def read_tuned(path: str | os.PathLike[str]) -> dict[str, Any]:

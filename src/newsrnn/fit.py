@@ -16,12 +16,53 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from newsrnn.config import Settings
 from newsrnn.data import Datasets
 from newsrnn.errors import TrainingDiverged
 from newsrnn.fileio import atomic_path, write_json
 from newsrnn.progress import epoch_bar
 
 DIVERGED_LOSS = 100 * math.log(4)
+
+
+def run_fingerprint(settings: Settings, vocab_sha: str, data_sha: str, rows: int) -> str:
+    """What makes two training runs the same run: effective settings, vocabulary, data, rows.
+
+    ``train`` keys its checkpoints with it, and reuses a tuning trial's network only when the
+    trial's fingerprint is its own.
+    """
+    import hashlib
+
+    from newsrnn.config import config_to_dict
+
+    return hashlib.sha256(json.dumps(
+        {"arch": config_to_dict(settings.arch), "train": config_to_dict(settings.train), "seed": settings.seed,
+         "batch_size": settings.batch_size, "learning_rate": settings.learning_rate,
+         "vocab": vocab_sha, "data": data_sha, "rows": rows}, sort_keys=True).encode()).hexdigest()
+
+
+def save_run(dest: Path, network: Any, history: list[dict[str, float]], best_epoch: int, **facts: Any) -> None:
+    """A finished run (network with its best weights, history, best epoch) as a directory that
+    ``load_run`` reads back; replaced atomically."""
+    from newsrnn.fileio import atomic_dir
+
+    with atomic_dir(dest) as tmp:
+        network.save(tmp / "network.keras")
+        write_json(tmp / "run.json", {"history": history, "best_epoch": best_epoch, **facts})
+
+
+def load_run(src: Path, fingerprint: str) -> tuple[Any, list[dict[str, float]], int, dict[str, Any]] | None:
+    """(network, history, best epoch, facts) saved by ``save_run`` for ``fingerprint``, else None."""
+    import keras
+
+    info_path = src / "run.json"
+    if not info_path.is_file() or not (src / "network.keras").is_file():
+        return None
+    info = json.loads(info_path.read_text())
+    if info.get("fingerprint") != fingerprint:
+        return None
+    network = keras.saving.load_model(src / "network.keras", safe_mode=True)
+    return network, info["history"], int(info["best_epoch"]), info
 
 
 def fit_epochs(

@@ -2,12 +2,13 @@
 
 The effective settings come from ``config.resolve`` (params + tuned file), the compiled network
 from ``nn.trainable.build_trainable`` (the builder tuning uses too), the epochs from
-``fit.fit_epochs`` (resumable from ``artifacts/checkpoints/<arch>``).
+``fit.fit_epochs`` (resumable from ``artifacts/checkpoints/<arch>``). When the tuning trial that
+the tuned file chose trained these very settings on this data (same fingerprint), its network
+(``artifacts/tuned/<arch>/model``) is exported instead of repeating the run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -53,9 +54,9 @@ def train(
     from newsrnn.runtime import setup_runtime
 
     strategy = setup_runtime(cfg.seed, cfg.train.deterministic, cfg.train.mixed_precision)
-    from newsrnn.config import config_to_dict, resolve
+    from newsrnn.config import config_to_dict, resolve, tuned_dir
     from newsrnn.data import Datasets, build_front, idf_of, load_splits, prepared_data_sha
-    from newsrnn.fit import fit_epochs
+    from newsrnn.fit import fit_epochs, load_run, run_fingerprint
     from newsrnn.modelio import save_text_model
     from newsrnn.nn.networks import build_text_model
     from newsrnn.nn.trainable import build_trainable
@@ -77,10 +78,9 @@ def train(
     data = Datasets(vectorizer, max_length, train_df, val_df, settings)
     lr = settings.learning_rate
 
-    fingerprint = hashlib.sha256(json.dumps(
-        {"arch": config_to_dict(arch), "train": config_to_dict(cfg.train), "seed": cfg.seed,
-         "vocab": vec_config["vocab_sha256"], "data": data_sha, "rows": len(train_df)},
-        sort_keys=True).encode()).hexdigest()
+    fingerprint = run_fingerprint(settings, vec_config["vocab_sha256"], data_sha, len(train_df))
+    # The tuning trial that trained exactly these settings on this data left its network here.
+    reused = (load_run(tuned_dir(tuned_path) / "model", fingerprint) if tuned_path is not None else None)
     tracker = Tracker(cfg.tracking_uri(), cfg.mlflow.experiment, cfg.mlflow.enabled)
     run_file = ckpt / "run.json"
     resumed_run = None
@@ -98,24 +98,31 @@ def train(
                             **flatten({"vectorizer": vec_config}),
                             "arch.name": arch_name, "batch_size_effective": data.batch_size,
                             "learning_rate_effective": lr, "train_rows": len(train_df),
-                            "tuned": settings.tuned})
-
-    network = build_trainable(settings, vocab_size, data.steps_per_epoch(),
-                              embeddings=initial_embeddings(arch, vec_dir), idf=idf_of(arch, vocab_size, data),
-                              xla=cfg.train.xla and gpu_count() > 0, strategy=strategy)
+                            "tuned": settings.tuned,
+                            "reused_trial": reused[3].get("trial") if reused else "none"})
 
     def log_epoch(epoch: int, row: dict[str, float]) -> None:
         tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
 
     t0 = time.perf_counter()
-    try:
-        network, history, best_epoch = fit_epochs(network, data, tcfg.epochs,
-                                                  tcfg.early_stopping_patience, cfg.seed,
-                                                  on_epoch_end=log_epoch, checkpoint_dir=ckpt,
-                                                  fingerprint=fingerprint)
-    except TrainingDiverged:
-        tracker.end("FAILED")
-        raise
+    if reused is not None:
+        network, history, best_epoch, info = reused
+        print(f"train: {arch_name}: reusing the network of tuning trial {info.get('trial')} "
+              f"(same settings, data and seed: the run this stage would make)")
+        for i, row in enumerate(history):
+            log_epoch(i, row)
+    else:
+        network = build_trainable(settings, vocab_size, data.steps_per_epoch(),
+                                  embeddings=initial_embeddings(arch, vec_dir), idf=idf_of(arch, vocab_size, data),
+                                  xla=cfg.train.xla and gpu_count() > 0, strategy=strategy)
+        try:
+            network, history, best_epoch = fit_epochs(network, data, tcfg.epochs,
+                                                      tcfg.early_stopping_patience, cfg.seed,
+                                                      on_epoch_end=log_epoch, checkpoint_dir=ckpt,
+                                                      fingerprint=fingerprint)
+        except TrainingDiverged:
+            tracker.end("FAILED")
+            raise
     wall = time.perf_counter() - t0
     train_seconds = sum(r["epoch_seconds"] for r in history)
     sps = len(train_df) * len(history) / train_seconds if train_seconds else 0.0

@@ -34,8 +34,15 @@ def test_tiny_study_feeds_training_and_logs_runs(prepared: dict[str, Path]) -> N
                   vec_dir=prepared["vec"], out_path=out, plots_dir=root / "tuned" / "plots", data_sha="x")
     tuned = yaml.safe_load(out.read_text())
     assert tuned["n_trials"] == 3 and tuned["best_value"] is not None
-    assert set(tuned["params"]) == {"batch_size", "embed_dim", "units", "learning_rate", "dropout"}
-    assert tuned["params"]["embed_dim"] in (8, 16) and tuned == result | {"storage": tuned["storage"]}
+    assert tuned == result | {"storage": tuned["storage"]}
+    # Either a trial beat trial 0 (the defaults) and its whole point is used, or none did and the
+    # file says the defaults are kept.
+    if tuned["kept_defaults"]:
+        assert tuned["params"] == {} and tuned["best_value"] == tuned["defaults_value"]
+        assert tuned["note"].startswith("defaults kept")
+    else:
+        assert set(tuned["params"]) == {"batch_size", "embed_dim", "units", "learning_rate", "dropout"}
+        assert tuned["params"]["embed_dim"] in (8, 16) and tuned["best_value"] > tuned["defaults_value"]
     assert (root / "tuned" / "plots" / "optimization_history.png").exists()
     # The architecture's own params are always trial 0, so tuning can only match or beat them.
     trial0 = optuna.load_study(study_name=tuned["study"], storage=f"sqlite:///{root / 'optuna.db'}").trials[0]
@@ -60,9 +67,92 @@ def test_tiny_study_feeds_training_and_logs_runs(prepared: dict[str, Path]) -> N
     import json
 
     summary = json.loads((root / "models" / "gru" / "train.json").read_text())
-    assert summary["params"]["units"] == tuned["params"]["units"]
-    assert summary["batch_size"] == tuned["params"]["batch_size"]
+    used = {**{"units": cfg.arch("gru").units, "batch_size": 32}, **tuned["params"]}
+    assert summary["params"]["units"] == used["units"] and summary["batch_size"] == used["batch_size"]
     assert res.run_id is not None
+
+
+@pytest.mark.slow
+def test_a_trial_is_the_training_run_train_makes(prepared: dict[str, Path]) -> None:
+    """Full fidelity: with deterministic ops, the best trial's val accuracy is exactly what
+    `train` then measures for the settings it picked (defaults or tuned)."""
+    root = prepared["root"]
+    cfg = _cfg(root, **{"tune.n_trials": 2, "train.epochs": 2, "train.deterministic": True,
+                        "mlflow.enabled": False})
+    out = root / "tuned-fid" / "lstm.yaml"
+    tuned = tune(cfg, "lstm", storage=f"sqlite:///{root / 'optuna-fid.db'}", prepared_dir=prepared["prepared"],
+                 vec_dir=prepared["vec"], out_path=out, plots_dir=root / "tuned-fid" / "plots", data_sha="fid")
+    assert tuned["trained_model"] == str(root / "tuned-fid" / "lstm" / "model")
+    assert not (root / "tuned-fid" / "lstm" / "model-trials").exists()
+    import json
+    import shutil
+
+    from newsrnn.train import train
+
+    # Retrained from scratch (a copy of the tuned file without the trial's network beside it) ...
+    alone = root / "alone" / "lstm.yaml"
+    alone.parent.mkdir()
+    shutil.copy(out, alone)
+    res = train(cfg, "lstm", prepared_dir=prepared["prepared"], vec_dir=prepared["vec"], tuned_path=alone,
+                out_dir=root / "models-fid" / "lstm", checkpoint_dir=root / "ckpt-fid")
+    assert res.best_val_accuracy == pytest.approx(tuned["best_value"], abs=1e-6)
+    assert res.epochs == 2
+    retrained = json.loads((root / "models-fid" / "lstm" / "history.json").read_text())
+    # ... and reusing the trial's network: the same history, without training again.
+    reused = train(cfg, "lstm", prepared_dir=prepared["prepared"], vec_dir=prepared["vec"], tuned_path=out,
+                   out_dir=root / "models-re" / "lstm", checkpoint_dir=root / "ckpt-re")
+    history = json.loads((root / "models-re" / "lstm" / "history.json").read_text())
+    assert [r["val_accuracy"] for r in history] == [r["val_accuracy"] for r in retrained]
+    assert reused.best_val_accuracy == res.best_val_accuracy
+    # Other settings than the trial's: the network is not reused.
+    other = config_from_dict(small_params(**{"tune.n_trials": 2, "train.epochs": 1, "train.deterministic": True,
+                                             "mlflow.enabled": False, "mlflow.tracking_uri": cfg.mlflow.tracking_uri}))
+    again = train(other, "lstm", prepared_dir=prepared["prepared"], vec_dir=prepared["vec"], tuned_path=out,
+                  out_dir=root / "models-other" / "lstm", checkpoint_dir=root / "ckpt-other")
+    assert again.epochs == 1
+
+
+def test_tuned_params_are_used_only_when_they_beat_the_defaults() -> None:
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from newsrnn.tune import choose, decision_note
+
+    dist = {"units": CategoricalDistribution([4, 8])}
+
+    def trial(number: int, value: float, units: int, defaults: bool = False):  # noqa: ANN202
+        t = create_trial(state=TrialState.COMPLETE, value=value, params={"units": units}, distributions=dist,
+                         user_attrs={"defaults": True} if defaults else {})
+        t.number = number
+        return t
+
+    own = trial(0, 0.80, 4, defaults=True)
+    kept = choose([own, trial(1, 0.79, 8), trial(2, 0.80, 8)])  # a tie is not a win
+    assert kept["params"] == {} and kept["kept_defaults"] and kept["best_trial"] == 0
+    assert decision_note(kept).startswith("defaults kept") and "0.8000" in decision_note(kept)
+    won = choose([own, trial(1, 0.83, 8)])
+    assert won["params"] == {"units": 8} and not won["kept_defaults"] and won["defaults_value"] == 0.80
+    assert "+3.00 pts" in decision_note(won)
+    assert choose([])["params"] == {} and choose([])["best_value"] is None
+
+
+def test_trial_zero_is_exactly_the_defaults_even_outside_the_space() -> None:
+    from newsrnn.tune import own_point, space
+
+    cfg = config_from_dict(small_params(**{"tune.units": [16, 32], "tune.learning_rate": [0.01, 0.02],
+                                           "architectures.lstm.learning_rate": 0.005}))
+    own, sp = own_point(cfg, "lstm"), space(cfg, "lstm")
+    assert own["units"] == 4 and sp["units"] == ("choice", (4, 16, 32))
+    assert own["learning_rate"] == 0.005 and sp["learning_rate"] == ("log", (0.005, 0.02))
+    assert "units" not in space(cfg, "wide") and "batch_size" in space(cfg, "wide")
+
+
+def test_per_architecture_budget() -> None:
+    cfg = config_from_dict(small_params(**{"tune.n_trials": 3, "architectures.bilstm.tune_trials": 0,
+                                           "architectures.wide.tune_trials": 5}))
+    assert (cfg.trials_for("lstm"), cfg.trials_for("bilstm"), cfg.trials_for("wide")) == (3, 0, 5)
+    off = config_from_dict(small_params(**{"tune.n_trials": 0, "architectures.wide.tune_trials": 5}))
+    assert off.trials_for("wide") == 0
 
 
 def test_two_journal_workers_make_exactly_n_trials(tmp_path: Path) -> None:

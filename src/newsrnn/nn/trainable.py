@@ -32,12 +32,18 @@ def build_trainable(settings: Settings, vocab_size: int, steps_per_epoch: int, e
                     idf: Any = None, xla: bool = False, strategy: Any = None) -> Any:
     """The network for ``settings``, compiled with its optimizer and sparse cross-entropy.
 
-    ``steps_per_epoch`` sizes the schedule (``settings.train.epochs`` epochs of it); ``strategy``
-    (a tf.distribute strategy on multi-GPU machines) owns the variables when given; XLA only where
+    Seeds Keras with ``settings.seed`` first. ``steps_per_epoch`` sizes the schedule
+    (``settings.train.epochs`` epochs of it); ``strategy`` (a tf.distribute strategy on multi-GPU
+    machines) owns the variables when given; XLA only where
     asked (a GPU).
     """
+    import keras
+
     from newsrnn.nn.networks import build_network
 
+    # The initial weights depend on the seed alone, not on what ran before in this process: a
+    # tuning trial and `train` given the same settings start from the same weights.
+    keras.utils.set_random_seed(settings.seed)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         network = build_network(settings.arch, vocab_size, name=f"{settings.name}_network",
                                 embeddings=embeddings, idf=idf)
