@@ -16,6 +16,7 @@ targets are stated in. Choices inside the pipeline are made on validation only; 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -81,7 +82,13 @@ def collect(proj: Path) -> dict[str, Any]:
             archs[f.stem] = {"val_accuracy": m["val_accuracy"], "test_accuracy": m["test_accuracy"]}
     champion = json.loads((proj / "artifacts" / "champion.json").read_text())
     name = champion.get("arch")
-    return {"archs": archs, "champion": {"arch": name, **archs.get(name, {})}}
+    # Byte digests of the metrics files: two runs of one commit should give the same ones.
+    digests = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted((proj / "metrics").glob("*.json"))}
+    decisions = {f.stem: (yaml.safe_load(f.read_text()) or {}).get("note")
+                 for f in sorted((proj / "artifacts" / "tuned").glob("*.yaml"))}
+    ens = json.loads((proj / "artifacts" / "ensemble" / "train.json").read_text())
+    return {"archs": archs, "champion": {"arch": name, **archs.get(name, {})}, "metrics_sha256": digests,
+            "tuning": decisions, "ensemble_members": ens.get("members"), "ensemble_selection": ens.get("selection")}
 
 
 def run_mode(name: str, params: dict[str, Any], data_dir: Path, work: Path) -> dict[str, Any]:
@@ -107,6 +114,12 @@ def summarize(notebook: dict[str, dict[str, Any]], modes: dict[str, dict[str, An
         out[f"{key}_min_gain_over_notebook"] = min(gains.values()) if gains else None
         singles = [v["test_accuracy"] for a, v in mode["archs"].items() if a != "ensemble"]
         out[f"{key}_best_single_test"] = max(singles) if singles else None
+    again = modes.get("tuning_on_again")
+    if on and again:
+        out["repeat_differing_metrics_files"] = sorted(
+            k for k in set(on["metrics_sha256"]) | set(again["metrics_sha256"])
+            if on["metrics_sha256"].get(k) != again["metrics_sha256"].get(k))
+        out["repeat_identical"] = not out["repeat_differing_metrics_files"]
     if on and off:
         out["champion_val_gain_from_tuning"] = on["champion"].get("val_accuracy", 0) - off["champion"].get(
             "val_accuracy", 0)
@@ -119,7 +132,7 @@ def summarize(notebook: dict[str, dict[str, Any]], modes: dict[str, dict[str, An
 def markdown(results: dict[str, Any]) -> str:
     """The results as markdown tables: accuracy per architecture, then wall time per stage."""
     nb, modes = results["notebook"], results["modes"]
-    names = [m for m in ("tuning_on", "tuning_off") if m in modes]
+    names = [m for m in ("tuning_on", "tuning_off", "tuning_on_again") if m in modes]
     archs = sorted({a for m in modes.values() for a in m["archs"]} | set(nb),
                    key=lambda a: (a == "ensemble", a not in nb, a))
     f = harness._fmt
@@ -148,6 +161,10 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"{m}: whole pipeline / notebook = {f(s[f'{m}_wall_over_notebook'], '.2f')}x; "
                      f"smallest gain over the notebook {f(100 * s[f'{m}_min_gain_over_notebook'], '+.1f')} pts; "
                      f"best single network test {f(s[f'{m}_best_single_test'], '.4f')}")
+    if "repeat_identical" in s:
+        lines.append(f"tuning_on run twice: metrics files identical: {s['repeat_identical']}"
+                     + (f" (differ: {', '.join(s['repeat_differing_metrics_files'])})"
+                        if s["repeat_differing_metrics_files"] else ""))
     if "champion_val_gain_from_tuning" in s:
         lines.append(f"tuning on - off, champion val: {100 * s['champion_val_gain_from_tuning']:+.2f} pts; "
                      f"architectures whose tuned val is below untuned: {s['archs_tuned_below_untuned_val'] or 'none'}")
@@ -168,6 +185,8 @@ def run_pipeline_bench(args: Any) -> dict[str, Any]:
     if max_rows is not None:
         params.setdefault("data", {})["max_train_rows"] = max_rows
     modes_wanted = [m for m in ("tuning_on", "tuning_off") if m not in (getattr(args, "skip", None) or ())]
+    if getattr(args, "repeat", False) and "tuning_on" in modes_wanted:
+        modes_wanted.append("tuning_on_again")  # the reproducibility check: same commit, same machine
     out = Path(getattr(args, "out", None) or f"benchmarks/results/pipeline_{time.strftime('%Y-%m-%d')}.json")
     work = Path(tempfile.mkdtemp(prefix="newsrnn-pipeline-bench-"))
     results: dict[str, Any] = {"machine": harness.machine_info(), "params_file": str(params_path),
@@ -188,6 +207,8 @@ def run_pipeline_bench(args: Any) -> dict[str, Any]:
         modes = {}
         for name in modes_wanted:
             mode_params = json.loads(json.dumps(params))
+            if name == "tuning_on_again":
+                print("bench: tuning_on again (reproducibility check; not part of the timing targets)", flush=True)
             if name == "tuning_off":
                 mode_params.setdefault("tune", {})["n_trials"] = 0
             modes[name] = run_mode(name, mode_params, data_dir, work)

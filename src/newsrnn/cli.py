@@ -60,13 +60,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from newsrnn.evaluate import evaluate
 
-    evaluate(_cfg(args), args.arch)
+    evaluate(_cfg(args), args.arch, record_path=f"metrics/runs/{args.arch}.json")
 
 
 def cmd_ensemble(args: argparse.Namespace) -> None:
     from newsrnn.ensemble import run_stage
 
-    run_stage(_cfg(args))
+    run_stage(_cfg(args), record_path="metrics/runs/ensemble.json")
 
 
 def cmd_register(args: argparse.Namespace) -> None:
@@ -234,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", action="store_true",
                    help="the whole default pipeline (dvc repro in a temporary clone, tuning on and off) "
                         "against the notebook recipe's four one-epoch runs; writes JSON and markdown")
+    p.add_argument("--repeat", action="store_true",
+                   help="with --pipeline: run tuning on a second time and compare the metrics files byte for byte")
     p = add("server", cmd_server, "Start an MLflow tracking server (127.0.0.1 unless basic-auth is on).")
     from newsrnn.server import add_arguments
 

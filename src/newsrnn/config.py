@@ -138,6 +138,9 @@ class TuneConfig:
     # Validation checks per epoch the pruner sees (the rungs of successive halving): a trial
     # that trails the others' median at the same point of training stops there.
     checks_per_epoch: int = 4
+    # With tuning on, the ensemble stage also searches (exhaustively, with Optuna) which trained
+    # models reading the members' text to average, on val; `ensemble` is kept unless beaten.
+    ensemble_search: bool = True
     storage: str | None = None
     timeout_s: int | None = None
     batch_size: tuple[int, ...] = (32, 64, 128)
@@ -576,7 +579,8 @@ _STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "tune": ("seed", "tune", "train", "vectorizer", "architectures.{arch}", "mlflow"),
     "train": ("seed", "train", "architectures.{arch}", "mlflow"),
     "evaluate": ("architectures.{arch}.text", "mlflow"),
-    "ensemble": ("ensemble", "architectures.{members}.text", "mlflow"),
+    "ensemble": ("ensemble", "models", "tune.n_trials", "tune.ensemble_search", "architectures.{models}.text",
+                 "mlflow"),
     "register": ("models", "ensemble", "architectures.{models}.text", "mlflow"),
     "tracking": ("mlflow",),
 }
@@ -623,9 +627,8 @@ def stage_params(cfg: Config, stage: str, arch: str | None = None) -> dict[str, 
     placeholder = KNOWN_ARCHS[0]
     if arch is not None:
         out["models"] = [arch]
-    elif stage == "ensemble":
-        out["models"] = list(cfg.ensemble) or [placeholder]
-        out.setdefault("architectures", {}).setdefault(out["models"][0], {})
+    elif stage == "ensemble":  # every trained model may join the searched ensemble
+        out["models"] = list(cfg.models)
     elif stage != "register":
         out["models"] = [placeholder]
         out["architectures"] = {placeholder: {}}

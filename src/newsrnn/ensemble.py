@@ -7,6 +7,11 @@ on the same splits (``metrics/ensemble.json``) and made champion only if it wins
 With no members listed (``ensemble: []``) the stage writes a "skipped" record and register
 ignores it.
 
+With tuning on (``tune.n_trials`` > 0, ``tune.ensemble_search``), which models to average is
+tuned too: every subset of the trained models reading the members' text is scored on val and
+the best replaces the configured ``ensemble`` only if it beats it (``train.json`` records the
+search). Test accuracy is never looked at.
+
 Members must share the vectorizer (they do when trained in one pipeline) and read the same text.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +103,65 @@ def build_ensemble(models: list[Any]) -> Any:
     return keras.Model(text, out, name="newsrnn_ensemble")
 
 
+def pool_dirs(cfg: Config, models_root: str | Path = "artifacts/models") -> dict[str, Path]:
+    """Every trained model of ``models`` that reads the members' text: what a search may pick."""
+    text = cfg.arch(cfg.ensemble[0]).text
+    return {name: Path(models_root) / name for name in cfg.models
+            if cfg.arch(name).text == text and (Path(models_root) / name / "train.json").exists()}
+
+
+def search_members(cfg: Config, pool: dict[str, Path], prepared_dir: str | Path) -> dict[str, Any]:
+    """The subset of ``pool`` (two or more) whose mean probability is most accurate on val.
+
+    Every subset is tried (Optuna's brute-force sampler: one include/leave-out choice per model);
+    the configured ``ensemble`` wins ties, so it is replaced only by a subset that beats it.
+    """
+    import numpy as np
+    import optuna
+
+    from newsrnn.data import load_splits, texts_of
+    from newsrnn.predictor import Predictor
+
+    _, val_df, _ = load_splits(prepared_dir)
+    names = sorted(pool)
+    texts = list(texts_of(val_df, cfg.arch(cfg.ensemble[0])))
+    probs = {n: Predictor.from_path(pool[n], max_batch=len(texts)).predict_proba(texts) for n in names}
+    labels = val_df["label"].to_numpy()
+
+    def accuracy(members: list[str]) -> float:
+        return float(np.mean(np.mean([probs[m] for m in members], axis=0).argmax(1) == labels))
+
+    def objective(trial: Any) -> float:
+        members = [n for n in names if trial.suggest_categorical(n, [0, 1])]
+        if len(members) < 2:
+            raise optuna.TrialPruned("an ensemble needs two members")
+        return accuracy(members)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():  # BruteForceSampler is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.BruteForceSampler(seed=cfg.seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=2 ** len(names))
+    configured = [m for m in cfg.ensemble if m in pool]
+    base = accuracy(configured) if len(configured) >= 2 else -1.0
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = max(done, key=lambda t: (t.value, -sum(t.params.values()))) if done else None
+    if best is None or best.value <= base:
+        return {"members": configured, "val_accuracy": base, "configured_val_accuracy": base,
+                "searched": len(done), "kept_configured": True}
+    return {"members": [n for n in names if best.params[n]], "val_accuracy": float(best.value),
+            "configured_val_accuracy": base, "searched": len(done), "kept_configured": False}
+
+
 def ensemble(cfg: Config, models_root: str | Path = "artifacts/models",
-             out_dir: str | Path = "artifacts/ensemble", dirs: list[Path] | None = None) -> dict[str, Any]:
+             out_dir: str | Path = "artifacts/ensemble", dirs: list[Path] | None = None,
+             pool: dict[str, Path] | None = None, prepared_dir: str | Path = "data/prepared") -> dict[str, Any]:
     """Build and save the ensemble model (model.keras, train.json, empty history.json).
 
-    ``dirs`` overrides where the members are (Kubeflow hands them over as artifacts).
+    ``dirs`` overrides where the members are (Kubeflow hands them over as artifacts). With tuning
+    on (``tune.n_trials`` > 0 and ``tune.ensemble_search``), the members are searched among
+    ``pool`` (default: every trained model reading the members' text) on val.
     """
     from newsrnn.modelio import load_text_model, save_text_model
     from newsrnn.tracking import Tracker, git_commit
@@ -113,6 +173,15 @@ def ensemble(cfg: Config, models_root: str | Path = "artifacts/models",
         print("ensemble: no members listed in params.yaml; skipped")
         return {"arch": NAME, "skipped": True}
     t0 = time.perf_counter()
+    selection = None
+    if cfg.tune.n_trials > 0 and cfg.tune.ensemble_search:
+        pool = pool if pool is not None else pool_dirs(cfg, models_root)
+        selection = search_members(cfg, pool, prepared_dir)
+        dirs = [pool[m] for m in selection["members"]]
+        verdict = ("kept the configured members" if selection["kept_configured"] else
+                   f"beats the configured members ({selection['configured_val_accuracy']:.4f})")
+        print(f"ensemble: searched {selection['searched']} subsets of {', '.join(sorted(pool))} on val: "
+              f"{', '.join(selection['members'])} ({selection['val_accuracy']:.4f}) {verdict}")
     dirs = dirs if dirs is not None else member_dirs(cfg, models_root)
     summaries = [json.loads((d / "train.json").read_text()) for d in dirs]
     model = build_ensemble([load_text_model(d) for d in dirs])
@@ -120,6 +189,8 @@ def ensemble(cfg: Config, models_root: str | Path = "artifacts/models",
     tracker.start(run_name=NAME, tags={"arch": NAME, "git_commit": git_commit(), "stage": "ensemble",
                                        "data_sha256": summaries[0].get("data_sha256", "unknown")})
     members = [s["arch"] for s in summaries]
+    if selection is not None:
+        tracker.log_params({"members_searched": True, "kept_configured": selection["kept_configured"]})
     tracker.log_params({"members": ",".join(members),
                         **{f"member.{s['arch']}.run_id": s.get("run_id") or "" for s in summaries},
                         **{f"member.{s['arch']}.model_sha256": s["model_sha256"] for s in summaries}})
@@ -128,7 +199,7 @@ def ensemble(cfg: Config, models_root: str | Path = "artifacts/models",
         "train_seconds": sum(s["train_seconds"] for s in summaries),
         "samples_per_second": 0.0, "n_parameters": int(model.layers[-1].count_params()),
         "train_rows": summaries[0].get("train_rows"), "run_id": tracker.run_id,
-        "data_sha256": summaries[0].get("data_sha256"),
+        "data_sha256": summaries[0].get("data_sha256"), "selection": selection,
     }
     with atomic_dir(out_dir) as tmp:
         summary["model_sha256"] = save_text_model(model, tmp)
@@ -141,13 +212,15 @@ def ensemble(cfg: Config, models_root: str | Path = "artifacts/models",
 
 def run_stage(cfg: Config, models_root: str | Path = "artifacts/models", out_dir: str | Path = "artifacts/ensemble",
               prepared_dir: str | Path = "data/prepared", metrics_path: str | Path = f"metrics/{NAME}.json",
-              plots_dir: str | Path = f"plots/{NAME}", dirs: list[Path] | None = None) -> dict[str, Any]:
+              plots_dir: str | Path = f"plots/{NAME}", dirs: list[Path] | None = None,
+              pool: dict[str, Path] | None = None, record_path: str | Path | None = None) -> dict[str, Any]:
     """``newsrnn ensemble``: build, then evaluate like any architecture (or record the skip)."""
     from newsrnn.evaluate import evaluate
     from newsrnn.fileio import write_json
 
-    built = ensemble(cfg, models_root, out_dir, dirs)
+    built = ensemble(cfg, models_root, out_dir, dirs, pool, prepared_dir)
     if built.get("skipped"):
         write_json(metrics_path, {"arch": NAME, "skipped": True})
         return built
-    return evaluate(cfg, NAME, prepared_dir, model_dir=out_dir, metrics_path=metrics_path, plots_dir=plots_dir)
+    return evaluate(cfg, NAME, prepared_dir, model_dir=out_dir, metrics_path=metrics_path, plots_dir=plots_dir,
+                    record_path=record_path)

@@ -20,7 +20,7 @@ from typing import Any
 
 from newsrnn.config import CLASS_NAMES, Config
 from newsrnn.errors import ArtifactError
-from newsrnn.fileio import atomic_dir, write_json
+from newsrnn.fileio import atomic_dir, read_metrics, write_json  # noqa: F401 - read_metrics: the reader of what this writes
 
 
 def classification_metrics(y_true: Any, y_pred: Any, n_classes: int = 4) -> dict[str, Any]:
@@ -82,6 +82,13 @@ def _timed(predictor: Any, singles: list[str], texts: list[str]) -> dict[str, fl
     batch_s = time.perf_counter() - t0
     return {"latency_p50_ms": float(np.percentile(times, 50)), "latency_p99_ms": float(np.percentile(times, 99)),
             "throughput_per_s": len(texts) / batch_s if batch_s > 0 else 0.0}
+
+
+# What differs between two runs of the same commit by nature (ids, clocks, the zip's timestamps).
+# `newsrnn evaluate` writes these to metrics/runs/<arch>.json, so that metrics/<arch>.json holds
+# only what the model scores and two runs can be compared byte for byte.
+RUN_FIELDS = ("run_id", "model_uri", "model_sha256", "train_seconds", "samples_per_second", "latency_p50_ms",
+              "latency_p99_ms", "throughput_per_s", "model_size_mb")
 
 
 def model_size_mb(model_dir: str | Path) -> float:
@@ -153,8 +160,13 @@ def evaluate(
     model_dir: str | Path | None = None,
     metrics_path: str | Path | None = None,
     plots_dir: str | Path | None = None,
+    record_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score the exported model on val and test; write metrics and plots; log them to MLflow."""
+    """Score the exported model on val and test; write metrics and plots; log them to MLflow.
+
+    With ``record_path``, the run's ids and timings (``RUN_FIELDS``) go there and the metrics
+    file names it; without, one file holds both (a Kubeflow metrics artifact).
+    """
     import time
 
     import pandas as pd
@@ -204,7 +216,12 @@ def evaluate(
     tracker = Tracker(cfg.tracking_uri(), cfg.mlflow.experiment, cfg.mlflow.enabled)
     if summary.get("run_id"):
         _log_to_run(tracker, arch_name, summary["run_id"], metrics, plots_dir, model_dir, prepared_dir, t_start)
-    write_json(metrics_path, metrics)
+    if record_path is not None:
+        write_json(record_path, {k: metrics[k] for k in RUN_FIELDS if k in metrics})
+        scored = {k: v for k, v in metrics.items() if k not in RUN_FIELDS}
+        write_json(metrics_path, {**scored, "record": str(record_path)})
+    else:
+        write_json(metrics_path, metrics)
     print(f"evaluate: {arch_name} val_accuracy {metrics['val_accuracy']:.4f} "
           f"test_accuracy {metrics['test_accuracy']:.4f} macro_f1 {metrics['macro_f1']:.4f}")
     return metrics

@@ -128,3 +128,12 @@ def read_parquet(path: str | os.PathLike[str], made_by: str) -> Any:
     except Exception as exc:  # pyarrow reports a damaged file under several types
         raise DataError(f"{p}: not a readable parquet file ({type(exc).__name__}); "
                         f"re-run `newsrnn {made_by}`") from None
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """A candidate's metrics file with its run record (``record``) merged in, when it has one."""
+    m = json.loads(Path(path).read_text())
+    record = Path(m["record"]) if m.get("record") else None
+    if record is not None and record.is_file():
+        m = {**json.loads(record.read_text()), **m}
+    return m

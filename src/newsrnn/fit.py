@@ -35,8 +35,9 @@ def run_fingerprint(settings: Settings, vocab_sha: str, data_sha: str, rows: int
 
     from newsrnn.config import config_to_dict
 
+    arch = {k: v for k, v in config_to_dict(settings.arch).items() if k != "tune_trials"}  # a budget, not a setting
     return hashlib.sha256(json.dumps(
-        {"arch": config_to_dict(settings.arch), "train": config_to_dict(settings.train), "seed": settings.seed,
+        {"arch": arch, "train": config_to_dict(settings.train), "seed": settings.seed,
          "batch_size": settings.batch_size, "learning_rate": settings.learning_rate,
          "vocab": vocab_sha, "data": data_sha, "rows": rows}, sort_keys=True).encode()).hexdigest()
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from newsrnn.config import Config
 from newsrnn.errors import PromotionRefused, RegisterError
-from newsrnn.fileio import write_json
+from newsrnn.fileio import read_metrics, write_json
 
 ALIAS = "champion"
 # Copied from the training run to the registered version: one hop from version to its origin.
@@ -130,7 +130,7 @@ def register(cfg: Config, candidates: list[tuple[str | Path, str | Path]] | None
         if not p.exists():
             cmd = "newsrnn ensemble" if p.stem == "ensemble" else f"newsrnn evaluate {p.stem}"
             raise RegisterError(f"{p}: not found; run `{cmd}` first")
-        m = json.loads(p.read_text())
+        m = read_metrics(p)
         if m.get("skipped"):
             continue
         m["_model_dir"] = str(mdir)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from newsrnn.config import CLASS_NAMES, Config
-from newsrnn.fileio import write_text
+from newsrnn.fileio import read_metrics, write_text
 
 # (metrics key, column title, digits)
 COLUMNS = (
@@ -52,7 +52,7 @@ def load_candidates(cfg: Config, metrics_dir: str | Path = "metrics",
         p = Path(metrics_dir) / f"{name}.json"
         if not p.exists():
             continue
-        m = json.loads(p.read_text())
+        m = read_metrics(p)
         if m.get("skipped"):
             continue
         cm_path = Path(plots_dir) / name / "confusion.csv"
