@@ -577,7 +577,7 @@ _STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "prepare": ("seed", "data.val_fraction", "data.max_train_rows", "data.leakage"),
     "vectorize": ("vectorizer",),
     "tune": ("seed", "tune", "train", "vectorizer", "architectures.{arch}", "mlflow"),
-    "train": ("seed", "train", "architectures.{arch}", "mlflow"),
+    "train": ("seed", "train", "vectorizer.pretrain_dim", "architectures.{arch}", "mlflow"),
     "evaluate": ("architectures.{arch}.text", "mlflow"),
     "ensemble": ("ensemble", "models", "tune.n_trials", "tune.ensemble_search", "architectures.{models}.text",
                  "mlflow"),
