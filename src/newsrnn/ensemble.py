@@ -221,6 +221,8 @@ def run_stage(cfg: Config, models_root: str | Path = "artifacts/models", out_dir
     built = ensemble(cfg, models_root, out_dir, dirs, pool, prepared_dir)
     if built.get("skipped"):
         write_json(metrics_path, {"arch": NAME, "skipped": True})
+        if record_path is not None:
+            write_json(record_path, {"skipped": True})
         return built
     return evaluate(cfg, NAME, prepared_dir, model_dir=out_dir, metrics_path=metrics_path, plots_dir=plots_dir,
                     record_path=record_path)
