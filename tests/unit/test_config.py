@@ -14,7 +14,11 @@ from newsrnn.errors import ConfigError
 
 def test_repo_params_load() -> None:
     cfg = load_config(ROOT / "params.yaml")
-    assert cfg.models == ("rnn_title", "rnn", "lstm", "bilstm", "gru", "wide", "wide_char")
+    assert cfg.models == ("rnn_title", "rnn", "lstm", "bilstm", "wide", "wide_char")
+    assert cfg.ensemble == ("lstm", "wide", "wide_char") and cfg.train.deterministic
+    # Tuning pays only at full fidelity: trials train on all rows for the architecture's epochs.
+    assert cfg.tune.max_train_rows is None and cfg.tune.epochs_per_trial is None
+    assert cfg.trials_for("bilstm") == 0 and cfg.trials_for("lstm") == 4
     assert cfg.arch("wide").cell == "none" and cfg.arch("wide").ngram_weighting == "tfidf"
     assert cfg.arch("wide_char").tokens == "char_ngrams" and "wide_char" in cfg.ensemble
     assert cfg.vectorizer.max_tokens == 20000
@@ -39,11 +43,11 @@ def test_repo_params_load() -> None:
         ({"train.lr_schedule": "step"}, "train.lr_schedule: expected one of 'constant', 'cosine'"),
         ({"train.weight_decay": -0.1}, "train.weight_decay: expected a number in [0, 1)"),
         ({"models": ["lstm", "gru"], "ensemble": ["lstm", "bilstm"]}, "ensemble[1]: 'bilstm' is not in models"),
-        ({"ensemble": ["gru"]}, "ensemble: list at least two members"),
+        ({"ensemble": ["lstm"]}, "ensemble: list at least two members"),
         ({"architectures.gru.epochs": 0}, "architectures.gru.epochs: expected null or an integer >= 1"),
         ({"architectures.gru.lr_schedule": "linear"}, "architectures.gru.lr_schedule: expected one of"),
-        ({"ensemble": ["gru", "gru"]}, "ensemble: a member is listed twice"),
-        ({"ensemble": ["gru", "rnn_title"]}, "ensemble: members read different text fields"),
+        ({"ensemble": ["lstm", "lstm"]}, "ensemble: a member is listed twice"),
+        ({"ensemble": ["lstm", "rnn_title"]}, "ensemble: members read different text fields"),
         ({"architectures.wide.ngram_buckets": 0}, "architectures.wide.ngram_buckets: cell none has no recurrent layer"),
         ({"architectures.wide.pretrained_embeddings": True, "vectorizer.pretrain_dim": 16},
          "architectures.wide.pretrained_embeddings: cell none has no word embedding"),
@@ -74,8 +78,8 @@ def test_unknown_keys_rejected_at_every_level() -> None:
 
 def test_missing_arch_section_and_file_errors(tmp_path: Path) -> None:
     p = small_params()
-    del p["architectures"]["gru"]
-    with pytest.raises(ConfigError, match=r"models\[4\]: 'gru' has no section under architectures"):
+    del p["architectures"]["wide"]
+    with pytest.raises(ConfigError, match=r"models\[4\]: 'wide' has no section under architectures"):
         config_from_dict(p)
     with pytest.raises(ConfigError, match="params file not found"):
         load_config(tmp_path / "nope.yaml")

@@ -99,10 +99,10 @@ def test_vectors_not_pretrained_give_an_actionable_error(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"vectorizer.pretrain_dim": 0, "architectures.gru.pretrained_embeddings": True},
-         "architectures.gru.embed_dim: 8 is larger than vectorizer.pretrain_dim (0)"),
+        ({"vectorizer.pretrain_dim": 0},
+         "architectures.rnn_title.embed_dim: 8 is larger than vectorizer.pretrain_dim (0)"),
         ({"vectorizer.pretrain_dim": 498}, "vectorizer.pretrain_dim: 498 must be below"),
-        ({"vectorizer.pretrain_dim": 8, "architectures.gru.pretrained_embeddings": True, "tune.n_trials": 2},
+        ({"vectorizer.pretrain_dim": 8, "tune.n_trials": 2},
          "tune.embed_dim: 16 is larger than vectorizer.pretrain_dim (8)"),
     ],
 )

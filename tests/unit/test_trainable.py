@@ -51,7 +51,7 @@ def test_tuning_and_training_build_the_same_trainable(arch: str, tmp_path: Path)
     point = {"batch_size": 16, "embed_dim": 16, "units": 8, "learning_rate": 0.003, "dropout": 0.2}
     study.enqueue_trial(point)
     trial = study.ask()
-    params = suggest(trial, cfg, cfg.arch(arch))
+    params = suggest(trial, cfg, arch)
     assert params.items() <= point.items()
 
     tuned_file = tmp_path / f"{arch}.yaml"
@@ -66,7 +66,8 @@ def test_tuning_and_training_build_the_same_trainable(arch: str, tmp_path: Path)
     for settings in (in_training, in_tuning):
         keras.backend.clear_session()  # as tune does before each trial: fresh auto-names
         keras.utils.set_random_seed(0)
-        nets.append(build_trainable(settings, VOCAB, steps_per_epoch=7, idf=_idf(settings)))
+        vectors = np.ones((VOCAB, 16), np.float32) if settings.arch.pretrained_embeddings else None
+        nets.append(build_trainable(settings, VOCAB, steps_per_epoch=7, idf=_idf(settings), embeddings=vectors))
     a, b = nets
     assert a.get_config() == b.get_config()
     assert _optimizer_config(a) == _optimizer_config(b)
