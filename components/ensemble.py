@@ -29,10 +29,8 @@ def ensemble(stage_params: str, prepared: Input[Dataset], models: Input[list[Mod
     missing = [a for a in cfg.ensemble if a not in by_arch]
     if missing:
         raise ValueError(f"ensemble members {missing} have no trained model among {sorted(by_arch)}")
-    text = cfg.arch(cfg.ensemble[0]).text if cfg.ensemble else None
     result = run_stage(cfg, out_dir=model.path, prepared_dir=prepared.path, metrics_path=metrics.path,
-                       plots_dir=plots.path, dirs=[by_arch[a] for a in cfg.ensemble],
-                       pool={a: d for a, d in by_arch.items() if cfg.arch(a).text == text})
+                       plots_dir=plots.path, dirs=[by_arch[a] for a in cfg.ensemble], pool=by_arch)
     metrics.metadata["arch"] = "ensemble"
     if not result.get("skipped"):
         for key in ("val_accuracy", "test_accuracy", "macro_f1", "val_macro_f1"):

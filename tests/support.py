@@ -46,6 +46,7 @@ def small_params(**overrides: object) -> dict:
         arch["units"] = 4
         if arch.get("ngram_buckets"):
             arch["ngram_buckets"] = 1000
+        arch.pop("tune_trials", None)  # tests set one budget for all: tune.n_trials
     p["tune"]["batch_size"] = [16, 32]
     p["tune"]["embed_dim"] = [8, 16]
     p["tune"]["units"] = [4, 8]

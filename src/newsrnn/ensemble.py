@@ -104,10 +104,10 @@ def build_ensemble(models: list[Any]) -> Any:
 
 
 def pool_dirs(cfg: Config, models_root: str | Path = "artifacts/models") -> dict[str, Path]:
-    """Every trained model of ``models`` that reads the members' text: what a search may pick."""
-    text = cfg.arch(cfg.ensemble[0]).text
+    """Every trained model of ``models``: what a search may pick from (``ensemble`` keeps those
+    reading the members' text)."""
     return {name: Path(models_root) / name for name in cfg.models
-            if cfg.arch(name).text == text and (Path(models_root) / name / "train.json").exists()}
+            if (Path(models_root) / name / "train.json").exists()}
 
 
 def search_members(cfg: Config, pool: dict[str, Path], prepared_dir: str | Path) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def ensemble(cfg: Config, models_root: str | Path = "artifacts/models",
 
     ``dirs`` overrides where the members are (Kubeflow hands them over as artifacts). With tuning
     on (``tune.n_trials`` > 0 and ``tune.ensemble_search``), the members are searched among
-    ``pool`` (default: every trained model reading the members' text) on val.
+    those of ``pool`` (default: every trained model) that read the members' text, on val.
     """
     from newsrnn.modelio import load_text_model, save_text_model
     from newsrnn.tracking import Tracker, git_commit
@@ -175,7 +175,9 @@ def ensemble(cfg: Config, models_root: str | Path = "artifacts/models",
     t0 = time.perf_counter()
     selection = None
     if cfg.tune.n_trials > 0 and cfg.tune.ensemble_search:
-        pool = pool if pool is not None else pool_dirs(cfg, models_root)
+        text = cfg.arch(cfg.ensemble[0]).text  # one text input feeds every member
+        pool = {a: d for a, d in (pool if pool is not None else pool_dirs(cfg, models_root)).items()
+                if cfg.arch(a).text == text}
         selection = search_members(cfg, pool, prepared_dir)
         dirs = [pool[m] for m in selection["members"]]
         verdict = ("kept the configured members" if selection["kept_configured"] else

@@ -20,7 +20,7 @@ from typing import Any
 
 from newsrnn.config import CLASS_NAMES, Config
 from newsrnn.errors import ArtifactError
-from newsrnn.fileio import atomic_dir, read_metrics, write_json  # noqa: F401 - read_metrics: the reader of what this writes
+from newsrnn.fileio import atomic_dir, write_json
 
 
 def classification_metrics(y_true: Any, y_pred: Any, n_classes: int = 4) -> dict[str, Any]:
@@ -86,7 +86,8 @@ def _timed(predictor: Any, singles: list[str], texts: list[str]) -> dict[str, fl
 
 # What differs between two runs of the same commit by nature (ids, clocks, the zip's timestamps).
 # `newsrnn evaluate` writes these to metrics/runs/<arch>.json, so that metrics/<arch>.json holds
-# only what the model scores and two runs can be compared byte for byte.
+# only what the model scores and two runs can be compared byte for byte (`fileio.read_metrics`
+# merges them back).
 RUN_FIELDS = ("run_id", "model_uri", "model_sha256", "train_seconds", "samples_per_second", "latency_p50_ms",
               "latency_p99_ms", "throughput_per_s", "model_size_mb")
 

@@ -8,6 +8,7 @@ a checkpoint directory. Re-running the same command continues from the last comp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -19,7 +20,7 @@ from typing import Any
 from newsrnn.config import Settings
 from newsrnn.data import Datasets
 from newsrnn.errors import TrainingDiverged
-from newsrnn.fileio import atomic_path, write_json
+from newsrnn.fileio import atomic_dir, atomic_path, write_json
 from newsrnn.progress import epoch_bar
 
 DIVERGED_LOSS = 100 * math.log(4)
@@ -31,8 +32,6 @@ def run_fingerprint(settings: Settings, vocab_sha: str, data_sha: str, rows: int
     ``train`` keys its checkpoints with it, and reuses a tuning trial's network only when the
     trial's fingerprint is its own.
     """
-    import hashlib
-
     from newsrnn.config import config_to_dict
 
     arch = {k: v for k, v in config_to_dict(settings.arch).items() if k != "tune_trials"}  # a budget, not a setting
@@ -45,8 +44,6 @@ def run_fingerprint(settings: Settings, vocab_sha: str, data_sha: str, rows: int
 def save_run(dest: Path, network: Any, history: list[dict[str, float]], best_epoch: int, **facts: Any) -> None:
     """A finished run (network with its best weights, history, best epoch) as a directory that
     ``load_run`` reads back; replaced atomically."""
-    from newsrnn.fileio import atomic_dir
-
     with atomic_dir(dest) as tmp:
         network.save(tmp / "network.keras")
         write_json(tmp / "run.json", {"history": history, "best_epoch": best_epoch, **facts})
