@@ -15,6 +15,7 @@ not the wall time of the whole pipeline between the two stages.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +221,8 @@ def evaluate(
     if record_path is not None:
         write_json(record_path, {k: metrics[k] for k in RUN_FIELDS if k in metrics})
         scored = {k: v for k, v in metrics.items() if k not in RUN_FIELDS}
-        write_json(metrics_path, {**scored, "record": str(record_path)})
+        # Relative to the metrics file, so the pair can be moved or read from anywhere.
+        write_json(metrics_path, {**scored, "record": os.path.relpath(record_path, Path(metrics_path).parent)})
     else:
         write_json(metrics_path, metrics)
     print(f"evaluate: {arch_name} val_accuracy {metrics['val_accuracy']:.4f} "

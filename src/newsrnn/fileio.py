@@ -131,9 +131,10 @@ def read_parquet(path: str | os.PathLike[str], made_by: str) -> Any:
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
-    """A candidate's metrics file with its run record (``record``) merged in, when it has one."""
+    """A candidate's metrics file with its run record (``record``, relative to the metrics file)
+    merged in, when it has one."""
     m = json.loads(Path(path).read_text())
-    record = Path(m["record"]) if m.get("record") else None
+    record = Path(path).parent / m["record"] if m.get("record") else None
     if record is not None and record.is_file():
         m = {**json.loads(record.read_text()), **m}
     return m

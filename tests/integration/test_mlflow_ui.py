@@ -16,7 +16,7 @@ import pytest
 from browser import chrome, mlflow_server, wait_for
 from store import STORE_ARCHS
 
-from newsrnn.fileio import sha256_file
+from newsrnn.fileio import read_metrics, sha256_file
 
 
 @pytest.mark.slow
@@ -28,7 +28,7 @@ def test_runs_page_lists_every_architecture_with_the_exported_models_val_accurac
 
     root, uri = pipeline_store["root"], pipeline_store["uri"]
     exp = MlflowClient(uri).get_experiment_by_name("newsrnn")
-    expected = {a: json.loads((root / "metrics" / f"{a}.json").read_text()) for a in STORE_ARCHS}
+    expected = {a: read_metrics(root / "metrics" / f"{a}.json") for a in STORE_ARCHS}
     with mlflow_server(uri, root) as url, chrome() as driver:
         # The plain experiment link must land on the runs table, not the GenAI overview.
         driver.get(f"{url}/#/experiments/{exp.experiment_id}?workflowType=machine_learning")
@@ -57,7 +57,10 @@ def test_runs_page_lists_every_architecture_with_the_exported_models_val_accurac
             assert float(cols["metrics.`model_size_mb`"]) == pytest.approx(m["model_size_mb"], rel=1e-6), arch
             assert "ag_news-train" in cols["attributes.`Dataset`"], cols["attributes.`Dataset`"]
         # Best validation accuracy first, as register ranks them.
-        order = [c.find_element(By.XPATH, "./ancestor::*[@role='row'][1]").get_attribute("row-id") for c in cells]
+        # The grid may keep its rows in the DOM in insertion order; their place on screen is row-index.
+        shown_rows = [c.find_element(By.XPATH, "./ancestor::*[@role='row'][1]") for c in cells]
+        shown_rows.sort(key=lambda r: int(r.get_attribute("row-index") or r.get_attribute("aria-rowindex") or 0))
+        order = [r.get_attribute("row-id") for r in shown_rows]
         ranked = [m["run_id"] for m in sorted(expected.values(), key=lambda m: -m["val_accuracy"])]
         assert [r for r in order if r in ranked][: len(ranked)] == ranked
 
@@ -73,7 +76,7 @@ def test_runs_hold_exported_metrics_curves_datasets_and_lineage(pipeline_store: 
     exp = client.get_experiment_by_name("newsrnn")
     assert exp.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
     for arch in STORE_ARCHS:
-        m = json.loads((root / "metrics" / f"{arch}.json").read_text())
+        m = read_metrics(root / "metrics" / f"{arch}.json")
         run = client.get_run(m["run_id"])
         history = json.loads((root / "artifacts/models" / arch / "history.json").read_text())
         # The plain key is the exported model's only value; the curve lives under epoch/.

@@ -35,6 +35,6 @@ def test_two_runs_give_identical_metrics_files(prepared: dict[str, Path], monkey
     assert set(written[0]) == {"lstm.json", "wide.json"}
     assert written[0] == written[1]
     metrics = json.loads(written[0]["lstm.json"])
-    assert not set(RUN_FIELDS) & set(metrics) and metrics["record"] == os.path.join("metrics", "runs", "lstm.json")
+    assert not set(RUN_FIELDS) & set(metrics) and metrics["record"] == os.path.join("runs", "lstm.json")
     record = json.loads((prepared["root"] / "b" / "metrics" / "runs" / "lstm.json").read_text())
     assert {"train_seconds", "latency_p50_ms", "model_sha256"} <= set(record)

@@ -201,7 +201,9 @@ def test_case03_nan_loss_stops_training_and_exports_nothing(trained, tmp_path: P
 @pytest.mark.slow
 def test_case03_nan_trials_fail_and_study_continues(trained, tmp_path: Path) -> None:
     """In tuning, NaN trials are recorded FAIL, the study runs its whole budget, and no params come out."""
+    # Trial 0 is the architecture's own settings: its rate must be absurd too.
     proj = trained.copy_to(tmp_path / "p", **{"tune.n_trials": 3, "tune.learning_rate": [1e37, 1e38],
+                                              "architectures.rnn_title.learning_rate": 1e37,
                                               "tune.pruning": False})
     proc = run(newsrnn("tune", "rnn_title"), proj, timeout=400)
     assert proc.returncode == 0, proc.stdout + proc.stderr
