@@ -22,7 +22,8 @@ def test_capped_real_data_end_to_end(real_data: Path, tmp_path: Path) -> None:
 
     cfg = config_from_dict(small_params(**{
         "data.local_dir": str(real_data), "data.max_train_rows": 4000, "vectorizer.max_tokens": 5000,
-        "architectures.gru.embed_dim": 32, "architectures.gru.units": 32, "train.epochs": 2,
+        "architectures.gru.embed_dim": 32, "architectures.gru.units": 32, "vectorizer.pretrain_dim": 32,
+        "train.epochs": 2,
         "mlflow.tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}))
     res = fetch(cfg.data, out_dir=tmp_path / "raw")
     assert (res.train_rows, res.test_rows) == (35937, 7600)

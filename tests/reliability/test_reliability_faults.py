@@ -29,6 +29,8 @@ from rel_support import (
     write_corpus,
 )
 
+from newsrnn.fileio import read_metrics
+
 CKPT_STATE = Path("artifacts/checkpoints/rnn_title/state.json")
 
 
@@ -329,7 +331,7 @@ def test_case11_mlflow_down_training_completes_register_later_once(trained, tmp_
     assert (proj / "artifacts/models/rnn_title/model.keras").exists()
     e = run(newsrnn("evaluate", "rnn_title"), proj, down, timeout=600)
     assert e.returncode == 0, e.stdout + e.stderr
-    metrics = json.loads((proj / "metrics/rnn_title.json").read_text())
+    metrics = read_metrics(proj / "metrics/rnn_title.json")  # scores + the run record
     assert metrics["run_id"] is None and metrics.get("model_uri") is None
 
     up = base_env(MLFLOW_TRACKING_URI=f"sqlite:///{proj / 'registry.db'}")
