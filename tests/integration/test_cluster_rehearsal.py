@@ -201,8 +201,9 @@ def test_cluster_rehearsal(tmp_path: Path, databases: dict[str, str], s3: str, m
     tasks_tmp.mkdir()
     # params.yaml as a user has it: mlflow.tracking_uri is still the laptop's sqlite:///mlflow.db,
     # which the cluster must not fall back to. data.sources would download; the DVC repo wins.
+    # No pruning: every trial of the budget completes, so each shows up in PostgreSQL as COMPLETE.
     params = small_params(**{"models": ARCHS, "tune.n_trials": N_TRIALS, "kfp.tune_workers": 2,
-                             "tune.max_train_rows": None})
+                             "tune.max_train_rows": None, "tune.pruning": False})
     assert params["mlflow"]["tracking_uri"].startswith("sqlite:")
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     optuna_url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{databases['optuna']}"
