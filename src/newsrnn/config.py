@@ -138,6 +138,9 @@ class TuneConfig:
     # Validation checks per epoch the pruner sees (the rungs of successive halving): a trial
     # that trails the others' median at the same point of training stops there.
     checks_per_epoch: int = 4
+    # A tuned result replaces the defaults (and a searched ensemble the configured members) only
+    # if it is better on val by more than this: smaller gains are within the split's noise.
+    min_val_gain: float = 0.0
     # With tuning on, the ensemble stage also searches (exhaustively, with Optuna) which trained
     # models reading the members' text to average, on val; `ensemble` is kept unless beaten.
     ensemble_search: bool = True
@@ -258,6 +261,7 @@ _CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.early_stopping_patience": (lambda v: v >= 0, "an integer >= 0"),
     "train.weight_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "tune.n_trials": (lambda v: v >= 0, "an integer >= 0"),
+    "tune.min_val_gain": (lambda v: 0 <= v < 1, "a number >= 0 and < 1 (a fraction of val accuracy)"),
     "tune.epochs_per_trial": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "tune.max_train_rows": (lambda v: v is None or v >= 8, "null or an integer >= 8"),
     "tune.checks_per_epoch": (lambda v: 1 <= v <= 20, "an integer from 1 to 20"),
@@ -579,8 +583,8 @@ _STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "tune": ("seed", "tune", "train", "vectorizer", "architectures.{arch}", "mlflow"),
     "train": ("seed", "train", "vectorizer.pretrain_dim", "architectures.{arch}", "mlflow"),
     "evaluate": ("architectures.{arch}.text", "mlflow"),
-    "ensemble": ("ensemble", "models", "tune.n_trials", "tune.ensemble_search", "architectures.{models}.text",
-                 "mlflow"),
+    "ensemble": ("ensemble", "models", "tune.n_trials", "tune.ensemble_search", "tune.min_val_gain",
+                 "architectures.{models}.text", "mlflow"),
     "register": ("models", "ensemble", "architectures.{models}.text", "mlflow"),
     "tracking": ("mlflow",),
 }

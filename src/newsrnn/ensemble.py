@@ -114,7 +114,8 @@ def search_members(cfg: Config, pool: dict[str, Path], prepared_dir: str | Path)
     """The subset of ``pool`` (two or more) whose mean probability is most accurate on val.
 
     Every subset is tried (Optuna's brute-force sampler: one include/leave-out choice per model);
-    the configured ``ensemble`` wins ties, so it is replaced only by a subset that beats it.
+    the configured ``ensemble`` is replaced only by a subset that beats it by more than
+    ``tune.min_val_gain`` (gains below that are within the noise of the validation split).
     """
     import numpy as np
     import optuna
@@ -147,7 +148,7 @@ def search_members(cfg: Config, pool: dict[str, Path], prepared_dir: str | Path)
     base = accuracy(configured) if len(configured) >= 2 else -1.0
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = max(done, key=lambda t: (t.value, -sum(t.params.values()))) if done else None
-    if best is None or best.value <= base:
+    if best is None or best.value - base <= cfg.tune.min_val_gain:
         return {"members": configured, "val_accuracy": base, "configured_val_accuracy": base,
                 "searched": len(done), "kept_configured": True}
     return {"members": [n for n in names if best.params[n]], "val_accuracy": float(best.value),
@@ -173,7 +174,7 @@ def ensemble(cfg: Config, models_root: str | Path = "artifacts/models",
         print("ensemble: no members listed in params.yaml; skipped")
         return {"arch": NAME, "skipped": True}
     t0 = time.perf_counter()
-    selection = None
+    selection: dict[str, Any] | None = None
     if cfg.tune.n_trials > 0 and cfg.tune.ensemble_search:
         text = cfg.arch(cfg.ensemble[0]).text  # one text input feeds every member
         pool = {a: d for a, d in (pool if pool is not None else pool_dirs(cfg, models_root)).items()

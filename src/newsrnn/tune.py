@@ -10,8 +10,9 @@
   per epoch and a median pruner stops it at the first check where it trails the earlier trials,
   so a poor point costs a fraction of a training run.
 - Warm start: trial 0 is the architecture's own settings. The tuned file names the best trial
-  only if it beats trial 0 on validation; otherwise it says the defaults were kept and ``train``
-  uses them.
+  only if it beats trial 0 on validation by more than ``tune.min_val_gain`` (gains below that are
+  within the noise of a 3,588-row validation split); otherwise it says the defaults were kept and
+  ``train`` uses them.
 - Budget per architecture: ``architectures.<arch>.tune_trials`` (else ``tune.n_trials``) trials,
   trial 0 included, sized by what a training run of that architecture costs.
 - Storage: ``--storage`` / ``NEWSRNN_OPTUNA_STORAGE`` / ``tune.storage`` (any RDB URL, e.g.
@@ -56,6 +57,8 @@ def study_name(cfg: Config, arch_name: str, data_sha: str = "") -> str:
     key_obj["tune"].pop("storage", None)
     key_obj["tune"].pop("n_trials", None)
     key_obj["tune"].pop("timeout_s", None)
+    key_obj["tune"].pop("min_val_gain", None)  # what is done with the trials, not the trials
+    key_obj["tune"].pop("ensemble_search", None)
     key_obj["arch"].pop("tune_trials", None)
     digest = hashlib.sha256(json.dumps(key_obj, sort_keys=True).encode()).hexdigest()[:10]
     return f"newsrnn-{arch_name}-{digest}"
@@ -357,25 +360,34 @@ def _plots(study: Any, out_dir: Path) -> list[Path]:
     return written
 
 
-def choose(complete: list[Any]) -> dict[str, Any]:
+def choose(complete: list[Any], min_gain: float = 0.0) -> dict[str, Any]:
     """The tuned file's decision from the completed trials: the best trial's params if it beats
-    trial 0 (the architecture's own settings) on validation, else none (the defaults are kept)."""
+    trial 0 (the architecture's own settings) on validation by more than ``min_gain``, else none
+    (the defaults are kept). ``best_trial`` / ``best_value`` name the top trial either way;
+    ``chosen_trial`` is the one whose network ``train`` reuses."""
     defaults = next((t for t in complete if t.user_attrs.get("defaults")), None)
-    out: dict[str, Any] = {"defaults_value": float(defaults.value) if defaults else None}
+    out: dict[str, Any] = {"defaults_value": float(defaults.value) if defaults else None,
+                           "min_val_gain": min_gain}
     if not complete:
-        return {**out, "params": {}, "best_value": None, "best_trial": None, "kept_defaults": True}
+        return {**out, "params": {}, "best_value": None, "best_trial": None, "chosen_trial": None,
+                "kept_defaults": True}
     best = max(complete, key=lambda t: (t.value, t is defaults))  # a tie keeps the defaults
     out.update(best_value=float(best.value), best_trial=best.number)
-    if best is defaults:
-        return {**out, "params": {}, "kept_defaults": True}
-    return {**out, "params": dict(best.params), "kept_defaults": False}
+    if best is defaults or (defaults is not None and best.value - defaults.value <= min_gain):
+        return {**out, "params": {}, "chosen_trial": defaults.number, "kept_defaults": True}
+    return {**out, "params": dict(best.params), "chosen_trial": best.number, "kept_defaults": False}
 
 
 def decision_note(result: dict[str, Any]) -> str:
     """One sentence a person reads in the tuned file: what ``train`` will use and why."""
     best, own = result.get("best_value"), result.get("defaults_value")
+    margin = result.get("min_val_gain") or 0.0
     if best is None:
         return "no completed trial: the architecture's own params are used"
+    if result["kept_defaults"] and best > own:
+        return (f"defaults kept: the best trial ({result['best_trial']}, val {best:.4f}) beats the "
+                f"architecture's own settings (val {own:.4f}) by {100 * (best - own):.2f} pts, not more than "
+                f"tune.min_val_gain ({100 * margin:.2f} pts, within validation noise); train uses them")
     if result["kept_defaults"]:
         return (f"defaults kept: no trial beat the architecture's own settings (val {own:.4f}); "
                 "train uses them")
@@ -424,11 +436,11 @@ def finalize(cfg: Config, arch_name: str, storage_url: str, name: str,
         # How far into training (in epochs) each pruned trial got: the work pruning saved.
         "pruned_at_epochs": [t.user_attrs.get("pruned_at") for t in pruned],
     }
-    result.update(choose(complete))
+    result.update(choose(complete, cfg.tune.min_val_gain))
     result["note"] = decision_note(result)
     if model_dir is not None:
         # train reuses this network instead of repeating the trial (same settings, data, seed).
-        result["trained_model"] = (str(model_dir) if keep_chosen(Path(model_dir), result["best_trial"])
+        result["trained_model"] = (str(model_dir) if keep_chosen(Path(model_dir), result["chosen_trial"])
                                    else None)
     plots = _plots(study, Path(plots_dir)) if len(trials) else []
     write_yaml(out_path, result)

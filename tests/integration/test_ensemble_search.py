@@ -35,6 +35,14 @@ def test_searched_members_beat_or_keep_the_configured_ones(prepared: dict[str, P
     # The exported ensemble scores on val what the search measured for its members.
     assert metrics["val_accuracy"] == pytest.approx(sel["val_accuracy"], abs=1e-9)
 
+    # A margin no subset can clear keeps the configured members, searched all the same.
+    strict = config_from_dict(small_params(**{**over, "tune.min_val_gain": 0.99}))
+    run_stage(strict, models_root=root / "models", out_dir=root / "ens-strict", prepared_dir=prepared["prepared"],
+              metrics_path=root / "metrics-strict.json", plots_dir=root / "plots-strict")
+    summary = json.loads((root / "ens-strict" / "train.json").read_text())
+    assert summary["members"] == ["lstm", "gru"] and summary["selection"]["kept_configured"]
+    assert summary["selection"]["searched"] == 4
+
     # Tuning off: exactly the configured members, no search.
     off = config_from_dict(small_params(**{**over, "tune.n_trials": 0}))
     run_stage(off, models_root=root / "models", out_dir=root / "ens-off", prepared_dir=prepared["prepared"],

@@ -134,6 +134,12 @@ def test_tuned_params_are_used_only_when_they_beat_the_defaults() -> None:
     assert won["params"] == {"units": 8} and not won["kept_defaults"] and won["defaults_value"] == 0.80
     assert "+3.00 pts" in decision_note(won)
     assert choose([])["params"] == {} and choose([])["best_value"] is None
+    # A gain within tune.min_val_gain keeps the defaults, and train reuses trial 0's network.
+    near = choose([own, trial(1, 0.802, 8)], min_gain=0.003)
+    assert near["params"] == {} and near["kept_defaults"] and near["chosen_trial"] == 0 and near["best_trial"] == 1
+    assert "not more than tune.min_val_gain (0.30 pts" in decision_note(near)
+    clear = choose([own, trial(1, 0.804, 8)], min_gain=0.003)
+    assert clear["params"] == {"units": 8} and clear["chosen_trial"] == 1
 
 
 def test_trial_zero_is_exactly_the_defaults_even_outside_the_space() -> None:

@@ -42,6 +42,7 @@ def test_repo_params_load() -> None:
         ({"architectures.gru.embed_dropout": 1.0}, "architectures.gru.embed_dropout: expected a number in [0, 1)"),
         ({"train.lr_schedule": "step"}, "train.lr_schedule: expected one of 'constant', 'cosine'"),
         ({"train.weight_decay": -0.1}, "train.weight_decay: expected a number in [0, 1)"),
+        ({"tune.min_val_gain": 1.5}, "tune.min_val_gain: expected a number >= 0 and < 1"),
         ({"models": ["lstm", "gru"], "ensemble": ["lstm", "bilstm"]}, "ensemble[1]: 'bilstm' is not in models"),
         ({"ensemble": ["lstm"]}, "ensemble: list at least two members"),
         ({"architectures.gru.epochs": 0}, "architectures.gru.epochs: expected null or an integer >= 1"),
