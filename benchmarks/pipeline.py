@@ -99,6 +99,13 @@ def run_mode(name: str, params: dict[str, Any], data_dir: Path, work: Path) -> d
     env.pop("NEWSRNN_OPTUNA_STORAGE", None)
     print(f"bench: dvc repro, {name}", flush=True)
     timing = timed_repro(proj, env)
+    keep = os.environ.get("NEWSRNN_BENCH_KEEP_MODELS")  # a directory: each mode's models and splits go there
+    if keep:
+        dest = Path(keep) / name
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(proj / "artifacts" / "models", dest / "models")
+        shutil.copytree(proj / "artifacts" / "ensemble", dest / "models" / "ensemble")
+        shutil.copytree(proj / "data" / "prepared", dest / "prepared")
     return {**timing, **collect(proj)}
 
 

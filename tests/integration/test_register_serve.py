@@ -78,6 +78,29 @@ def test_register_picks_by_validation_and_is_idempotent(two_models: dict) -> Non
     assert len(out) == 2 and abs(sum(out[1]["probabilities"].values()) - 1) < 1e-5
 
 
+@pytest.mark.slow
+def test_logging_checks_the_model_cold_and_a_load_warms_it(two_models: dict) -> None:
+    import mlflow
+
+    from newsrnn.serving import WARMUP_ENV
+
+    root, cfg = two_models["root"], two_models["cfg"]
+    uri = json.loads((root / "metrics" / "gru.json").read_text())["model_uri"]
+    # Logging (done by evaluate above) switched the warm-up off only while MLflow checked the example.
+    assert WARMUP_ENV not in os.environ
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    warm = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    assert warm.warmup_s is not None and warm.warmup_s > 0
+    os.environ[WARMUP_ENV] = "0"
+    try:
+        cold = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    finally:
+        del os.environ[WARMUP_ENV]
+    assert cold.warmup_s is None
+    texts = ["stocks profit oil market shares", "cup final tonight"]
+    assert (cold.predictor.predict_proba(texts) == warm.predictor.predict_proba(texts)).all()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
