@@ -92,7 +92,8 @@ def main() -> None:
     probs, yv, yt = model_probs(models, args.prepared, cfg)
     names = list(models)
     for n in names:
-        print(f"{n}: val {mean_accuracy([probs[n][0]], (1.0,), yv):.4f} test {mean_accuracy([probs[n][1]], (1.0,), yt):.4f}")
+        val, test = mean_accuracy([probs[n][0]], (1.0,), yv), mean_accuracy([probs[n][1]], (1.0,), yt)
+        print(f"{n}: val {val:.4f} test {test:.4f}")
     for pair in args.pair:
         a, b = pair.split(",")
         pa, pb = probs[a][0].argmax(1), probs[b][0].argmax(1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from synthetic import write_corpus
 from newsrnn.cli import _harness, main
 
 bench = _harness()
+VAL_NOISE = Path(__file__).parents[2] / "benchmarks" / "val_noise.py"
 
 
 def test_bench_without_data_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -87,11 +90,14 @@ def test_bench_end_to_end_schema(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_pipeline_bench_times_every_stage(tmp_path: Path) -> None:
+def test_pipeline_bench_times_every_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``newsrnn bench --pipeline`` on a synthetic corpus: the notebook's four runs, then dvc repro
-    in a clone of HEAD (tuning on; the tuning-off run is the same code with n_trials 0)."""
+    in a clone of HEAD (tuning on; the tuning-off run is the same code with n_trials 0). The kept
+    models then go through ``benchmarks/val_noise.py``."""
     from newsrnn.cli import _benchmark
 
+    keep = tmp_path / "keep"
+    monkeypatch.setenv("NEWSRNN_BENCH_KEEP_MODELS", str(keep))
     data = write_corpus(tmp_path / "ag", n_train=240, n_test=80)
     params = small_params(**{"models": ["rnn_title"], "tune.n_trials": 1})
     params_path = tmp_path / "params.yaml"
@@ -112,6 +118,26 @@ def test_pipeline_bench_times_every_stage(tmp_path: Path) -> None:
     assert s["tuning_on_wall_over_notebook"] == pytest.approx(m["wall_s"] / s["notebook_epochs_s"])
     table = out.with_suffix(".md").read_text()
     assert "| rnn_title |" in table and "| **whole pipeline** |" in table
+
+    kept = keep / "tuning_on"
+    assert (kept / "models" / "rnn_title" / "model.keras").is_file() and (kept / "prepared" / "val.parquet").is_file()
+    model = f"{kept / 'models' / 'rnn_title'}"
+    r = subprocess.run([sys.executable, str(VAL_NOISE), "--prepared", str(kept / "prepared"), "--params",
+                        str(params_path), "--models", f"a={model}", f"b={model}", "--pair", "a,b",
+                        "--configured", "a,b"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    val = m["archs"]["rnn_title"]["val_accuracy"]
+    assert f"a: val {val:.4f}" in r.stdout
+    assert "a - b: val +0.00 pts (paired s.e. 0.00 pts, 0 rows disagree), test +0.00 pts" in r.stdout
+    assert "better in 0 of 10" in r.stdout  # the same model twice: no selection can beat it
+
+
+def test_val_noise_bad_model_dir_is_one_line(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, str(VAL_NOISE), "--prepared", str(tmp_path), "--params",
+                        str(Path(__file__).parents[2] / "params.yaml"), "--models", f"lstm={tmp_path / 'none'}",
+                        "--configured", "lstm"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == f"val_noise: --models lstm={tmp_path / 'none'}: expected NAME=DIR with DIR/train.json"
 
 
 def test_pipeline_summary_compares_tuning_on_with_off() -> None:
