@@ -13,7 +13,8 @@ prepared splits, it prints:
 
     NEWSRNN_BENCH_KEEP_MODELS=/tmp/keep newsrnn bench --pipeline --data-dir ../shared/data/ag_news_csv
     python benchmarks/val_noise.py --prepared /tmp/keep/tuning_off/prepared \\
-        --models lstm=/tmp/keep/tuning_off/models/lstm wide=/tmp/keep/tuning_off/models/wide ... \\
+        --models lstm=/tmp/keep/tuning_off/models/lstm wide=/tmp/keep/tuning_off/models/wide \\
+        wide_char=/tmp/keep/tuning_off/models/wide_char lstm_tuned=/tmp/keep/tuning_on/models/lstm \\
         --pair lstm_tuned,lstm --configured lstm,wide,wide_char
 """
 
@@ -23,13 +24,13 @@ import argparse
 import itertools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 HALVES = 5
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     print(f"val_noise: {msg}", file=sys.stderr)
     raise SystemExit(2)
 

@@ -142,7 +142,7 @@ class TuneConfig:
     # if it is better on val by more than this: smaller gains are within the split's noise.
     min_val_gain: float = 0.0
     # With tuning on, the ensemble stage also searches (exhaustively, with Optuna) which trained
-    # models reading the members' text to average, on val; `ensemble` is kept unless beaten.
+    # models reading the members' text to average, on val; `ensemble` is kept unless beaten by more than min_val_gain.
     ensemble_search: bool = True
     storage: str | None = None
     timeout_s: int | None = None
