@@ -75,12 +75,14 @@ def train(
     # Loaded and verified even when this arch reads characters: the run logs its config.
     words, vec_config = build_vectorizer(vec_dir)
     vectorizer, max_length, vocab_size = build_front(arch, words, vec_config)
-    data = Datasets(vectorizer, max_length, train_df, val_df, settings)
     lr = settings.learning_rate
 
     fingerprint = run_fingerprint(settings, vec_config["vocab_sha256"], data_sha, len(train_df))
     # The tuning trial that trained exactly these settings on this data left its network here.
     reused = (load_run(tuned_dir(tuned_path) / "model", fingerprint) if tuned_path is not None else None)
+    # Texts are encoded only for a run that trains (a reused network needs none: seconds of
+    # each train stage, most for the character n-gram models).
+    data = None if reused is not None else Datasets(vectorizer, max_length, train_df, val_df, settings)
     tracker = Tracker(cfg.tracking_uri(), cfg.mlflow.experiment, cfg.mlflow.enabled)
     run_file = ckpt / "run.json"
     resumed_run = None
@@ -96,7 +98,7 @@ def train(
         tracker.log_params({**flatten({"arch": config_to_dict(arch)}),
                             **flatten({"train": config_to_dict(cfg.train)}),
                             **flatten({"vectorizer": vec_config}),
-                            "arch.name": arch_name, "batch_size_effective": data.batch_size,
+                            "arch.name": arch_name, "batch_size_effective": settings.batch_size,
                             "learning_rate_effective": lr, "train_rows": len(train_df),
                             "tuned": settings.tuned,
                             "reused_trial": reused[3].get("trial") if reused else "none"})
@@ -132,7 +134,7 @@ def train(
         "arch": arch_name, "epochs": len(history), "best_epoch": best_epoch + 1,
         "best_val_accuracy": history[best_epoch]["val_accuracy"],
         "train_seconds": train_seconds, "wall_seconds": wall, "samples_per_second": sps,
-        "batch_size": data.batch_size, "learning_rate": lr, "params": config_to_dict(arch),
+        "batch_size": settings.batch_size, "learning_rate": lr, "params": config_to_dict(arch),
         "n_parameters": int(network.count_params()), "train_rows": len(train_df),
         "run_id": tracker.run_id, "data_sha256": data_sha,
     }

@@ -104,6 +104,10 @@ def test_a_trial_is_the_training_run_train_makes(prepared: dict[str, Path]) -> N
     history = json.loads((root / "models-re" / "lstm" / "history.json").read_text())
     assert [r["val_accuracy"] for r in history] == [r["val_accuracy"] for r in retrained]
     assert reused.best_val_accuracy == res.best_val_accuracy
+    # The reused run encodes no texts, and still records what the retrained one records.
+    fid, re_ = (json.loads((root / d / "lstm" / "train.json").read_text()) for d in ("models-fid", "models-re"))
+    keys = ("batch_size", "learning_rate", "n_parameters", "best_val_accuracy")
+    assert {k: re_[k] for k in keys} == {k: fid[k] for k in keys}
     # Other settings than the trial's: the network is not reused.
     other = config_from_dict(small_params(**{"tune.n_trials": 2, "train.epochs": 1, "train.deterministic": True,
                                              "mlflow.enabled": False, "mlflow.tracking_uri": cfg.mlflow.tracking_uri}))
