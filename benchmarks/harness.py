@@ -266,7 +266,7 @@ def run_newsrnn(cfg: Any, arch_name: str, work: Path, target: float | None, eval
     import numpy as np
 
     from newsrnn.config import resolve
-    from newsrnn.data import Datasets, build_front, idf_of, load_splits, texts_of
+    from newsrnn.data import Datasets, build_front, char_idf_of, idf_of, load_splits, texts_of
     from newsrnn.fit import fit_epochs
     from newsrnn.nn.networks import build_text_model
     from newsrnn.nn.trainable import build_trainable
@@ -283,7 +283,8 @@ def run_newsrnn(cfg: Any, arch_name: str, work: Path, target: float | None, eval
     lr = settings.learning_rate
     network = build_trainable(settings, vocab_size, data.steps_per_epoch(),
                               embeddings=initial_embeddings(arch, work / "vectorizer"),
-                              idf=idf_of(arch, vocab_size, data))
+                              idf=idf_of(arch, vocab_size, data), char_idf=char_idf_of(arch, data),
+                              word_length=data.word_length)
     test_ds = test_batches(vectorizer, max_length, texts_of(test_df, arch), test_df["label"].to_numpy())
     steps = max(1, -(-len(train_df) // data.batch_size))
     every = max(1, int(steps * eval_fraction))

@@ -93,6 +93,12 @@ class ArchConfig:
     char_ngram_min: int = 2
     char_ngram_max: int = 5
     max_chars: int = 1000
+    # > 0 (tokens: words): a char branch besides the words. The same hashed char n-grams
+    # (char_ngram_min..char_ngram_max of the first max_chars characters, into char_ngram_buckets
+    # ids) are embedded in char_ngram_dim dimensions, TF-IDF-weighted like the n-gram branch,
+    # and concatenated with the other features: what wide_char adds to an ensemble, in one network.
+    char_ngram_dim: int = 0
+    char_ngram_buckets: int = 524288
     # null = the train.* value; set to give one architecture its own schedule.
     batch_size: int | None = None
     learning_rate: float | None = None
@@ -283,6 +289,8 @@ _ARCH_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "char_ngram_min": (lambda v: v >= 1, "an integer >= 1"),
     "char_ngram_max": (lambda v: 1 <= v <= 8, "an integer from 1 to 8"),
     "max_chars": (lambda v: v >= 1, "an integer >= 1"),
+    "char_ngram_dim": (lambda v: v >= 0, "an integer >= 0 (0 = no char branch)"),
+    "char_ngram_buckets": (lambda v: v >= 1, "an integer >= 1"),
     "batch_size": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "learning_rate": (lambda v: v is None or v > 0, "null or a number > 0"),
     "epochs": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
@@ -400,9 +408,12 @@ def _build_archs(raw: Any, path: str) -> dict[str, ArchConfig]:
             if arch.cell != "none" or arch.ngram_buckets == 0 or arch.pretrained_embeddings:
                 raise ConfigError(f"{path}.{name}.tokens: char_ngrams needs cell: none, ngram_buckets > 0 "
                                   "and no pretrained_embeddings (the n-gram bag is the whole network)")
-            if arch.char_ngram_min > arch.char_ngram_max:
-                raise ConfigError(f"{path}.{name}.char_ngram_min: {arch.char_ngram_min} is above "
-                                  f"char_ngram_max {arch.char_ngram_max}")
+            if arch.char_ngram_dim > 0:
+                raise ConfigError(f"{path}.{name}.char_ngram_dim: a char branch is for tokens: words "
+                                  "(tokens char_ngrams reads char n-grams already); set it to 0")
+        if (arch.tokens == "char_ngrams" or arch.char_ngram_dim > 0) and arch.char_ngram_min > arch.char_ngram_max:
+            raise ConfigError(f"{path}.{name}.char_ngram_min: {arch.char_ngram_min} is above "
+                              f"char_ngram_max {arch.char_ngram_max}")
     return out
 
 
@@ -444,6 +455,13 @@ def config_from_dict(raw: Any) -> Config:
         if arch.cell == "none" and arch.pretrained_embeddings:
             raise ConfigError(f"architectures.{name}.pretrained_embeddings: cell none has no word "
                               "embedding to start from the pre-trained vectors; set it to false")
+        if arch.char_ngram_dim > 0 and cfg.vectorizer.max_length is None:
+            raise ConfigError(f"architectures.{name}.char_ngram_dim: a char branch needs a word cap "
+                              "(the words fill a fixed number of columns before the char n-grams); "
+                              "set vectorizer.max_length")
+        if arch.char_ngram_dim > 0 and name in cfg.ensemble:
+            raise ConfigError(f"ensemble: {name!r} has a char branch (char_ngram_dim > 0), which an "
+                              "ensemble cannot combine yet; drop it from ensemble or set its char_ngram_dim to 0")
     dim = cfg.vectorizer.pretrain_dim
     if dim and dim >= cfg.vectorizer.max_tokens - 2:
         raise ConfigError(f"vectorizer.pretrain_dim: {dim} must be below vectorizer.max_tokens - 2 "

@@ -49,6 +49,7 @@ def bucket_boundaries(max_length: int | None) -> list[int]:
 def encode_texts(vectorizer: Any, max_length: int | None, texts: Any, chunk: int = 8192) -> list[Any]:
     """Unpadded id rows of ``texts`` (never empty), vectorized ``chunk`` texts at a time: a char
     n-gram front pads every row of a chunk to its longest, so it wants small chunks."""
+    import numpy as np
     import tensorflow as tf
 
     from newsrnn.nn.layers import guard_ids
@@ -56,7 +57,11 @@ def encode_texts(vectorizer: Any, max_length: int | None, texts: Any, chunk: int
     rows = []
     for start in range(0, len(texts), chunk):
         ids = guard_ids(vectorizer(tf.constant(texts[start:start + chunk])), max_length).numpy()
-        rows.extend(r[: max(1, int((r != 0).sum()))] for r in ids)
+        # Cut each row after its last id: the padding (a JoinedFront row has zeros inside too).
+        nonzero = ids != 0
+        ends = ids.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+        ends[~nonzero.any(axis=1)] = 1
+        rows.extend(r[:end] for r, end in zip(ids, ends))
     return rows
 
 
@@ -96,20 +101,34 @@ class Datasets:
 
         # A char n-gram front gives ~900 ids per text, padded to the longest text of a chunk:
         # smaller chunks keep that padding (and peak memory) small.
-        chunk = 1024 if arch.tokens == "char_ngrams" else 8192
+        chunk = 1024 if arch.tokens == "char_ngrams" or arch.char_ngram_dim > 0 else 8192
+        # JoinedFront rows (a char branch): words in the first word_length columns, then chars.
+        self.word_length = getattr(vectorizer, "word_length", None)
 
-        def encode(df: Any) -> tuple[Any, Any, Any]:
+        def encode(df: Any) -> tuple[Any, Any, Any, Any]:
             rows = encode_texts(vectorizer, max_length, texts_of(df, arch), chunk)
             lengths = np.array([len(r) for r in rows], dtype=np.int64)
-            return rows, lengths, df["label"].to_numpy().astype(np.int64)
+            # Batches group texts by word count: what a recurrent layer steps through.
+            words = (lengths if self.word_length is None else
+                     np.array([int((r[: self.word_length] != 0).sum()) for r in rows], dtype=np.int64))
+            return rows, lengths, df["label"].to_numpy().astype(np.int64), words
 
         self._train = encode(train_df)
         self._val = encode(val_df)
 
     @property
     def train_rows(self) -> list[Any]:
-        """The training split's unpadded token-id rows."""
-        return self._train[0]
+        """The training split's unpadded token-id rows (for a char branch: its word ids)."""
+        if self.word_length is None:
+            return self._train[0]
+        return [r[:n] for r, n in zip(self._train[0], self._train[3])]
+
+    @property
+    def train_char_rows(self) -> list[Any]:
+        """The training split's char n-gram id rows (a char branch's; else empty)."""
+        if self.word_length is None:
+            return []
+        return [r[self.word_length:] for r in self._train[0]]
 
     def batch_indices(self, lengths: Any, batch_size: int, seed: int | None) -> list[Any]:
         """Row indices of each batch for one pass (seeded order, or file order when None)."""
@@ -131,12 +150,12 @@ class Datasets:
 
     def steps_per_epoch(self) -> int:
         """Training batches per epoch (bucketing leaves a few part-filled batches)."""
-        n = len(self.batch_indices(self._train[1], self.batch_size, self.seed))
+        n = len(self.batch_indices(self._train[3], self.batch_size, self.seed))
         return min(n, self.train_cfg.max_steps_per_epoch or n)
 
-    def _dataset(self, data: tuple[Any, Any, Any], batches: list[Any]) -> Any:
+    def _dataset(self, data: tuple[Any, Any, Any, Any], batches: list[Any]) -> Any:
         tf = self.tf
-        rows, lengths, labels = data
+        rows, lengths, labels, _ = data
 
         def generate() -> Any:
             for idx in batches:
@@ -150,7 +169,7 @@ class Datasets:
     def train(self, epoch: int) -> Any:
         """The training batches of one epoch; the order depends only on (seed, epoch)."""
         seed = self.seed + epoch if self.train_cfg.shuffle else None
-        batches = self.batch_indices(self._train[1], self.batch_size, seed)
+        batches = self.batch_indices(self._train[3], self.batch_size, seed)
         if self.train_cfg.max_steps_per_epoch:
             batches = batches[: self.train_cfg.max_steps_per_epoch]
         return self._dataset(self._train, batches)
@@ -161,7 +180,7 @@ class Datasets:
         Without masking, an RNN reads padding as input; padding a short text to the longest in a
         large batch would score it on something training never showed it.
         """
-        return self._dataset(self._val, self.batch_indices(self._val[1], max(256, self.batch_size), None))
+        return self._dataset(self._val, self.batch_indices(self._val[3], max(256, self.batch_size), None))
 
 
 def build_front(arch: ArchConfig, vectorizer: Any, vec_config: dict[str, Any]) -> tuple[Any, int | None, int]:
@@ -174,6 +193,11 @@ def build_front(arch: ArchConfig, vectorizer: Any, vec_config: dict[str, Any]) -
         from newsrnn.nn.networks import char_front, char_front_max_length
 
         return char_front(arch), char_front_max_length(arch), arch.ngram_buckets + 1
+    if arch.char_ngram_dim > 0:
+        from newsrnn.nn.networks import JoinedFront
+
+        # The JoinedFront guards both parts itself (config requires vectorizer.max_length).
+        return JoinedFront.build(arch, vectorizer, vec_config["max_length"]), None, vec_config["vocab_size"]
     return vectorizer, vec_config["max_length"], vec_config["vocab_size"]
 
 
@@ -213,3 +237,10 @@ def idf_of(arch: ArchConfig, vocab_size: int, data: Datasets) -> Any:
     if arch.tokens == "char_ngrams":
         return id_idf(data.train_rows, arch.ngram_buckets + 1)
     return ngram_idf(data.train_rows, vocab_size, arch.ngram_buckets)
+
+
+def char_idf_of(arch: ArchConfig, data: Datasets) -> Any:
+    """The idf table of a char branch (``char_ngram_dim`` > 0), from the training rows; else None."""
+    if arch.char_ngram_dim == 0:
+        return None
+    return id_idf(data.train_char_rows, arch.char_ngram_buckets + 1)

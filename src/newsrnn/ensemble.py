@@ -67,10 +67,13 @@ def build_ensemble(models: list[Any]) -> Any:
     """
     import keras
 
-    from newsrnn.nn.networks import guard_layer, parts_mean
+    from newsrnn.nn.networks import JoinedFront, guard_layer, parts_mean
 
     groups: dict[str, list[Any]] = {}
     for m in models:
+        if JoinedFront.from_model(m) is not None:
+            raise ArtifactError(f"{m.layers[-1].name}: has a char branch (char_ngram_dim > 0), which an "
+                                "ensemble cannot combine yet; leave it out of the members")
         groups.setdefault(_front_kind(m), []).append(m)
     for kind, members in groups.items():
         ref = _front_settings(members[0])
@@ -104,10 +107,11 @@ def build_ensemble(models: list[Any]) -> Any:
 
 
 def pool_dirs(cfg: Config, models_root: str | Path = "artifacts/models") -> dict[str, Path]:
-    """Every trained model of ``models``: what a search may pick from (``ensemble`` keeps those
-    reading the members' text)."""
+    """Every trained model of ``models`` an ensemble can combine: what a search may pick from
+    (``ensemble`` keeps those reading the members' text). Models with a char branch
+    (``char_ngram_dim`` > 0) are left out: ``build_ensemble`` has no part for their front end."""
     return {name: Path(models_root) / name for name in cfg.models
-            if (Path(models_root) / name / "train.json").exists()}
+            if (Path(models_root) / name / "train.json").exists() and cfg.arch(name).char_ngram_dim == 0}
 
 
 def search_members(cfg: Config, pool: dict[str, Path], prepared_dir: str | Path) -> dict[str, Any]:

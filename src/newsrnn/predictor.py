@@ -49,10 +49,16 @@ def model_parts(model: Any) -> list[tuple[Any, Any, Any, int]]:
     """(vectorizer, guard, network, members) of each front end of an exported text model.
 
     A single architecture or a one-front ensemble is one part; an ensemble of word and char
-    n-gram members has two, combined by its ``mean_probs`` (PartsMean) layer.
+    n-gram members has two, combined by its ``mean_probs`` (PartsMean) layer. A char branch's
+    ``JoinedFront`` is one part that reads characters (no XLA path: its rows are long).
     """
+    from newsrnn.nn.networks import JoinedFront, guard_layer
+
     last = model.layers[-1]
     counts = getattr(last, "counts", None)
+    joined = JoinedFront.from_model(model)
+    if joined is not None:  # a char branch: the front guards its parts itself
+        return [(joined, guard_layer(None, name="no_guard"), last, 1)]
     if counts is None:
         return [(model.get_layer("vectorizer"), model.get_layer("guard_ids"), last, 1)]
     sfx = ["" if i == 0 else f"_{i}" for i in range(len(counts))]
@@ -92,7 +98,7 @@ class _Part:
         self.max_length = guard.max_length
         # XLA pays off for recurrent networks (many small per-step ops); a bag of n-grams is one
         # gather and a sum, and a char front's long rows would need many compiled lengths.
-        self.xla = xla and self.masked and _recurrent(network)
+        self.xla = xla and self.masked and _recurrent(network) and not self.by_chars
         if self.xla:
             self.net_xla = tf.function(lambda ids: network(ids, training=False), jit_compile=True)
 

@@ -55,7 +55,7 @@ def train(
 
     strategy = setup_runtime(cfg.seed, cfg.train.deterministic, cfg.train.mixed_precision)
     from newsrnn.config import config_to_dict, resolve, tuned_dir
-    from newsrnn.data import Datasets, build_front, idf_of, load_splits, prepared_data_sha
+    from newsrnn.data import Datasets, build_front, char_idf_of, idf_of, load_splits, prepared_data_sha
     from newsrnn.fit import fit_epochs, load_run, run_fingerprint
     from newsrnn.modelio import save_text_model
     from newsrnn.nn.networks import build_text_model
@@ -116,7 +116,8 @@ def train(
     else:
         network = build_trainable(settings, vocab_size, data.steps_per_epoch(),
                                   embeddings=initial_embeddings(arch, vec_dir), idf=idf_of(arch, vocab_size, data),
-                                  xla=cfg.train.xla and gpu_count() > 0, strategy=strategy)
+                                  xla=cfg.train.xla and gpu_count() > 0, strategy=strategy,
+                                  char_idf=char_idf_of(arch, data), word_length=data.word_length)
         try:
             network, history, best_epoch = fit_epochs(network, data, tcfg.epochs,
                                                       tcfg.early_stopping_patience, cfg.seed,

@@ -182,7 +182,7 @@ class Objective:
         from newsrnn.runtime import setup_runtime
 
         setup_runtime(cfg.seed, cfg.train.deterministic)
-        from newsrnn.data import Datasets, build_front, idf_of, load_splits
+        from newsrnn.data import Datasets, build_front, char_idf_of, idf_of, load_splits
         from newsrnn.vectorize import build_vectorizer, initial_embeddings
 
         self.cfg = cfg
@@ -200,6 +200,7 @@ class Objective:
         self.embeddings = initial_embeddings(own.arch, vec_dir)
         self.data = Datasets(self.vectorizer, max_length, train_df, val_df, own)
         self.idf = idf_of(own.arch, self.vocab_size, self.data)
+        self.char_idf = char_idf_of(own.arch, self.data)
 
     def __call__(self, trial: Any) -> float:
         import keras
@@ -213,7 +214,8 @@ class Objective:
         self.data.batch_size = settings.batch_size
         steps = self.data.steps_per_epoch()
         network = build_trainable(settings, self.vocab_size, steps,
-                                  embeddings=self.embeddings, idf=self.idf)
+                                  embeddings=self.embeddings, idf=self.idf, char_idf=self.char_idf,
+                                  word_length=self.data.word_length)
         checks = Checks(trial, self.data, steps, self.cfg.tune.checks_per_epoch)
         _, history, best = fit_epochs(network, self.data, settings.train.epochs,
                                       patience=settings.train.early_stopping_patience, seed=self.cfg.seed,

@@ -489,3 +489,112 @@ def test_char_tokens_need_a_bag_network() -> None:
     raw["architectures"]["wide"].update(cell="none", char_ngram_min=4, char_ngram_max=3)
     with pytest.raises(ConfigError, match="char_ngram_min: 4 is above char_ngram_max 3"):
         config_from_dict(raw)
+
+
+def _char_branch_arch(**kw: object) -> object:
+    from newsrnn.config import ArchConfig
+
+    base = dict(cell="lstm", embed_dim=4, units=3, bidirectional=True, pooling="max", ngram_buckets=11,
+                ngram_dim=3, ngram_weighting="tfidf", char_ngram_dim=5, char_ngram_buckets=97,
+                char_ngram_min=2, char_ngram_max=4, max_chars=12)
+    return ArchConfig(**{**base, **kw})
+
+
+def test_char_branch_rows_put_words_first_then_char_ngrams(tmp_path: Path) -> None:
+    """A JoinedFront row: the guarded word ids in max_length columns, then the char n-gram ids;
+    Datasets groups batches by word count and its idf tables see each part alone."""
+    from newsrnn.config import ArchConfig, Settings, TrainConfig
+    from newsrnn.data import Datasets, build_front, char_idf_of, idf_of
+    from newsrnn.nn.networks import JoinedFront, char_front
+    from newsrnn.vectorize import build_vectorizer
+
+    vec, config = build_vectorizer(_vectorizer_dir(tmp_path))  # max_length 4
+    arch = _char_branch_arch()
+    front, guard_length, vocab = build_front(arch, vec, config)
+    assert isinstance(front, JoinedFront) and front.word_length == 4 and guard_length is None
+    texts = ["oil market up oil cup final", "", "Cup"]
+    rows = front(tf.constant(texts)).numpy()
+    words = vec(tf.constant(texts)).numpy()[:, :4]
+    chars = char_front(arch)(tf.constant(texts)).numpy()
+    np.testing.assert_array_equal(rows[0, :4], words[0])  # cut to 4 words
+    assert rows[1, :4].tolist() == [1, 0, 0, 0]  # an empty text reads as one unknown word ...
+    assert rows[1, 4] == 1 and (rows[1, 5:] == 0).all()  # ... and one unknown char n-gram
+    np.testing.assert_array_equal(rows[2, 4:4 + int((chars[2] != 0).sum())], chars[2][chars[2] != 0])
+    frame = pd.DataFrame({"label": [0, 1, 2], "title": texts, "description": ["", "", ""]})
+    settings = Settings("bilstm", ArchConfig(**{**arch.__dict__, "text": "title"}), TrainConfig(), 2, 0.01, 0)
+    data = Datasets(front, guard_length, frame, frame, settings)
+    assert data.word_length == 4
+    assert [len(r) for r in data.train_rows] == [4, 1, 1]  # the words alone, padding cut
+    assert [len(r) for r in data.train_char_rows] == [int((c != 0).sum()) or 1 for c in chars]
+    assert len(idf_of(arch, vocab, data)) == vocab + arch.ngram_buckets
+    assert len(char_idf_of(arch, data)) == arch.char_ngram_buckets + 1
+    assert char_idf_of(_char_branch_arch(char_ngram_dim=0), data) is None
+    # Batches group by word count (what the recurrent layer steps through), pad to the whole row.
+    assert data._train[3].tolist() == [4, 1, 1]
+    assert data._train[1].tolist() == [4 + (int((c != 0).sum()) or 1) for c in chars]
+
+
+def test_char_branch_network_is_padding_invariant_survives_save_load_and_serves(tmp_path: Path) -> None:
+    from newsrnn.data import encode_texts, id_idf, ngram_idf
+    from newsrnn.ensemble import build_ensemble
+    from newsrnn.fileio import atomic_dir
+    from newsrnn.modelio import load_text_model, save_text_model
+    from newsrnn.nn.networks import JoinedFront, build_network, build_text_model
+    from newsrnn.predictor import Predictor
+    from newsrnn.vectorize import build_vectorizer
+
+    vec, config = build_vectorizer(_vectorizer_dir(tmp_path))
+    arch = _char_branch_arch()
+    front = JoinedFront.build(arch, vec, config["max_length"])
+    rows = encode_texts(front, None, np.array(["oil prices up", "cup final", "oil market"]))
+    vocab = config["vocab_size"]
+    net = build_network(arch, vocab, idf=ngram_idf([r[:4][r[:4] != 0] for r in rows], vocab, arch.ngram_buckets),
+                        char_idf=id_idf([r[4:] for r in rows], arch.char_ngram_buckets + 1), word_length=4)
+    assert {"split_ids", "char_embedding", "char_tfidf", "embedding", "ngram_embedding"} <= {la.name for la in net.layers}
+    ids = front(tf.constant(["oil prices"])).numpy()
+    padded = np.concatenate([ids, np.zeros((1, 9), dtype=ids.dtype)], axis=1)
+    np.testing.assert_allclose(net(ids).numpy(), net(padded).numpy(), rtol=1e-6)
+    # The char branch counts: other char n-grams behind the same words change the answer.
+    other = ids.copy()
+    other[0, 4:] = (other[0, 4:] % 96) + 1
+    assert not np.allclose(net(ids).numpy(), net(other).numpy())
+    model = build_text_model(front, net, config["max_length"])
+    with atomic_dir(tmp_path / "model") as d:
+        save_text_model(model, d)
+    loaded = load_text_model(tmp_path / "model")
+    texts = ["Oil prices up!", "", "cup final " * 50, "oil"]
+    expected = model(tf.constant(texts)).numpy()
+    np.testing.assert_allclose(loaded(tf.constant(texts)).numpy(), expected, rtol=1e-5, atol=1e-6)
+    many = [f"{t or '_'} {i}" for i in range(70) for t in texts]  # several blocks, 2 threads
+    for kwargs in ({}, {"xla": True, "threads": 2}):
+        pred = Predictor(loaded, **kwargs)
+        assert not pred.xla  # long char rows: the plain graph path
+        np.testing.assert_allclose(pred.predict_proba(texts), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(pred.predict_proba(texts[:1]), expected[:1], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(pred.predict_proba(many), model(tf.constant(many)).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ArtifactError, match="has a char branch"):
+        build_ensemble([loaded, loaded])
+    with pytest.raises(ValueError, match="a char branch needs word_length"):
+        build_network(arch, vocab, idf=np.ones(vocab + arch.ngram_buckets, np.float32))
+
+
+def test_char_branch_config_errors_name_the_key() -> None:
+    from newsrnn.config import config_from_dict, config_to_dict
+    from newsrnn.errors import ConfigError
+
+    raw = config_to_dict(load_config(ROOT / "params.yaml"))
+    raw["architectures"]["lstm"]["char_ngram_dim"] = 8
+    bad = json.loads(json.dumps(raw))
+    bad["vectorizer"]["max_length"] = None
+    with pytest.raises(ConfigError, match=r"architectures.lstm.char_ngram_dim: a char branch needs a word cap"):
+        config_from_dict(bad)
+    assert "lstm" in raw["ensemble"]
+    with pytest.raises(ConfigError, match="ensemble: 'lstm' has a char branch"):
+        config_from_dict(raw)
+    raw["architectures"]["wide_char"]["char_ngram_dim"] = 8
+    raw["architectures"]["lstm"]["char_ngram_dim"] = 0
+    with pytest.raises(ConfigError, match="wide_char.char_ngram_dim: a char branch is for tokens: words"):
+        config_from_dict(raw)
+    raw["architectures"]["wide_char"]["char_ngram_dim"] = -1
+    with pytest.raises(ConfigError, match="wide_char.char_ngram_dim"):
+        config_from_dict(raw)

@@ -179,6 +179,60 @@ class CharNgramIds(keras.layers.Layer):
                 "max_n": self.max_n, "max_chars": self.max_chars}
 
 @keras.saving.register_keras_serializable(package="newsrnn")
+class JoinIds(keras.layers.Layer):
+    """[word ids, char n-gram ids] -> one id row per text: the words right-padded (or cut) to
+    ``word_length`` columns, then the char n-gram ids.
+
+    The front of an architecture with a char branch (``char_ngram_dim`` > 0): the network keeps
+    one input, and ``SplitIds`` takes the two apart again at column ``word_length``. Padding
+    after the char ids (batches pad rows to their longest) is id 0 on both sides: no change.
+    """
+
+    def __init__(self, word_length: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.word_length = int(word_length)
+
+    def call(self, inputs: Any) -> Any:
+        words, chars = (tf.cast(x, tf.int64) for x in inputs)
+        words = words[:, : self.word_length]
+        words = tf.pad(words, [[0, 0], [0, self.word_length - tf.shape(words)[1]]])
+        return tf.concat([words, chars], axis=1)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (input_shape[0][0], None)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "word_length": self.word_length}
+
+
+@keras.saving.register_keras_serializable(package="newsrnn")
+class SplitIds(keras.layers.Layer):
+    """``JoinIds``' row -> (word ids cut to the batch's longest text, char n-gram ids).
+
+    Cutting the all-padding word columns keeps a recurrent layer stepping only as far as the
+    longest text of the batch, as length-grouped batches of word ids alone would.
+    """
+
+    def __init__(self, word_length: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.word_length = int(word_length)
+
+    def call(self, ids: Any) -> Any:
+        ids = tf.cast(ids, tf.int64)
+        words, chars = ids[:, : self.word_length], ids[:, self.word_length:]
+        longest = tf.reduce_max(tf.reduce_sum(tf.cast(words != 0, tf.int32), axis=1))
+        # At least one column either side (GuardIds makes every text's first word id non-zero).
+        chars = tf.pad(chars, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(chars)[1])]])
+        return words[:, : tf.maximum(longest, 1)], chars
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return [(input_shape[0], None), (input_shape[0], None)]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "word_length": self.word_length}
+
+
+@keras.saving.register_keras_serializable(package="newsrnn")
 class PartsMean(keras.layers.Layer):
     """The mean over all ensemble members when they come in parts (one per front end):
     each part's mean probabilities weigh by its number of members."""

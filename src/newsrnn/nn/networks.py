@@ -35,14 +35,47 @@ def guard_layer(max_length: int | None, name: str = "guard_ids") -> Any:
 
 def char_front(arch: ArchConfig, name: str = "vectorizer") -> Any:
     """The ``tokens: char_ngrams`` front end (in the exported model where the word vectorizer
-    would be, under the same name)."""
-    return layers.CharNgramIds(arch.ngram_buckets, arch.char_ngram_min, arch.char_ngram_max,
-                                  arch.max_chars, name=name)
+    would be, under the same name), or a char branch's (``char_ngram_dim`` > 0) n-gram hasher."""
+    buckets = arch.ngram_buckets if arch.tokens == "char_ngrams" else arch.char_ngram_buckets
+    return layers.CharNgramIds(buckets, arch.char_ngram_min, arch.char_ngram_max, arch.max_chars, name=name)
 
 
 def is_char_front(layer: Any) -> bool:
-    """Whether a text model's ``vectorizer`` layer is a char n-gram front end (else the words')."""
-    return isinstance(layer, layers.CharNgramIds)
+    """Whether a front end reads char n-grams (alone, or after the words: ``JoinedFront``)."""
+    return isinstance(layer, (layers.CharNgramIds, JoinedFront))
+
+
+class JoinedFront:
+    """The front end of a words architecture with a char branch (``char_ngram_dim`` > 0).
+
+    Text -> one id row: the guarded word ids padded (or cut) to ``word_length`` columns, then
+    the guarded char n-gram ids (``layers.JoinIds``); the network splits them again. Called on
+    strings it gives the rows ``Datasets`` trains on; ``build_text_model`` puts the same layers
+    (``vectorizer``, ``guard_ids``, ``char_vectorizer``, ``char_guard_ids``, ``join_ids``) into
+    the exported model, and ``from_model`` finds them there.
+    """
+
+    def __init__(self, words: Any, word_guard: Any, chars: Any, char_guard: Any, join: Any) -> None:
+        self.words, self.word_guard, self.chars, self.char_guard, self.join = words, word_guard, chars, char_guard, join
+        self.word_length = join.word_length
+
+    @classmethod
+    def build(cls, arch: ArchConfig, words: Any, word_length: int) -> JoinedFront:
+        """New char layers for ``arch`` behind the shared word vectorizer ``words``."""
+        return cls(words, guard_layer(word_length), char_front(arch, name="char_vectorizer"),
+                   guard_layer(None, name="char_guard_ids"), layers.JoinIds(word_length, name="join_ids"))
+
+    @classmethod
+    def from_model(cls, model: Any) -> JoinedFront | None:
+        """The joined front of an exported text model, or None if it has none."""
+        names = {la.name for la in model.layers}
+        if "join_ids" not in names:
+            return None
+        get = model.get_layer
+        return cls(get("vectorizer"), get("guard_ids"), get("char_vectorizer"), get("char_guard_ids"), get("join_ids"))
+
+    def __call__(self, text: Any) -> Any:
+        return self.join([self.word_guard(self.words(text)), self.char_guard(self.chars(text))])
 
 
 def char_front_max_length(arch: ArchConfig) -> int:
@@ -63,12 +96,14 @@ def ngram_table_size(arch: ArchConfig, vocab_size: int) -> int:
 
 
 def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embeddings: Any = None,
-                  idf: Any = None) -> Any:
+                  idf: Any = None, char_idf: Any = None, word_length: int | None = None) -> Any:
     """The trainable network: token ids (batch, time) -> class probabilities (batch, 4).
 
     ``embeddings`` (vocab, >= embed_dim), required when ``arch.pretrained_embeddings``: the
     embedding table starts from its leading ``embed_dim`` columns and keeps training.
     ``idf`` (``ngram_idf`` of the training rows), required when ``arch.ngram_weighting`` is tfidf.
+    With a char branch (``arch.char_ngram_dim`` > 0) the ids are ``JoinedFront`` rows: the words
+    in the first ``word_length`` columns, then the char n-grams, weighted by ``char_idf``.
     """
     import keras
 
@@ -88,14 +123,23 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embe
     if arch.tokens == "char_ngrams" and arch.cell != "none":
         raise ValueError("tokens char_ngrams needs cell none: a char n-gram bag has no word sequence to recur over")
 
+    char_table = arch.char_ngram_buckets + 1
+    if arch.char_ngram_dim > 0 and (char_idf is None or len(char_idf) != char_table or not word_length):
+        raise ValueError(f"a char branch needs word_length and an idf table of {char_table} entries "
+                         f"(id_idf of the training rows' char n-grams); got word_length {word_length}, "
+                         f"{None if char_idf is None else len(char_idf)} entries")
+
     inputs = keras.Input(shape=(None,), dtype="int64", name="token_ids")
+    word_ids, char_ids = inputs, None
+    if arch.char_ngram_dim > 0:
+        word_ids, char_ids = layers.SplitIds(word_length, name="split_ids")(inputs)
     features = []
     if arch.cell != "none":
-        features.append(_recurrent_features(arch, vocab_size, inputs, embeddings))
+        features.append(_recurrent_features(arch, vocab_size, word_ids, embeddings))
     if arch.ngram_buckets > 0:
         # Char fronts hand over n-gram ids already; word ids get their hashed bigrams here.
-        ngram_ids = (inputs if arch.tokens == "char_ngrams" else
-                     layers.NgramIds(vocab_size, arch.ngram_buckets, name="ngram_ids")(inputs))
+        ngram_ids = (word_ids if arch.tokens == "char_ngrams" else
+                     layers.NgramIds(vocab_size, arch.ngram_buckets, name="ngram_ids")(word_ids))
         bag = keras.layers.Embedding(table, arch.ngram_dim, mask_zero=True,
                                      name="ngram_embedding")(ngram_ids)
         if tfidf:
@@ -105,6 +149,12 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embe
         else:
             bag = keras.layers.GlobalAveragePooling1D(name="ngram_mean")(bag)
         features.append(bag)
+    if char_ids is not None:
+        chars = keras.layers.Embedding(char_table, arch.char_ngram_dim, mask_zero=True,
+                                       name="char_embedding")(char_ids)
+        char_weigher = layers.IdfBag(char_table, name="char_tfidf")
+        features.append(char_weigher([char_ids, chars]))
+        char_weigher.set_weights([char_idf])
     x = features[0] if len(features) == 1 else keras.layers.Concatenate(name="features")(features)
     if arch.dropout > 0:
         x = keras.layers.Dropout(arch.dropout, name="dropout")(x)
@@ -144,11 +194,14 @@ def _recurrent_features(arch: ArchConfig, vocab_size: int, inputs: Any, embeddin
 
 
 def build_text_model(vectorizer: Any, network: Any, max_length: int | None) -> Any:
-    """Raw strings (batch,) -> probabilities: vectorizer, GuardIds, then the network."""
+    """Raw strings (batch,) -> probabilities: vectorizer, GuardIds, then the network (or a
+    ``JoinedFront``'s layers, then the network)."""
     import keras
 
     text = keras.Input(shape=(), dtype="string", name="text")
-    ids = vectorizer(text)
-    ids = guard_layer(max_length)(ids)
+    if isinstance(vectorizer, JoinedFront):
+        ids = vectorizer(text)
+    else:
+        ids = guard_layer(max_length)(vectorizer(text))
     probs = network(ids)
     return keras.Model(text, probs, name="newsrnn_text_classifier")

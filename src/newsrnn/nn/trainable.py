@@ -29,13 +29,14 @@ def make_optimizer(settings: Settings, total_steps: int) -> Any:
 
 
 def build_trainable(settings: Settings, vocab_size: int, steps_per_epoch: int, embeddings: Any = None,
-                    idf: Any = None, xla: bool = False, strategy: Any = None) -> Any:
+                    idf: Any = None, xla: bool = False, strategy: Any = None, char_idf: Any = None,
+                    word_length: int | None = None) -> Any:
     """The network for ``settings``, compiled with its optimizer and sparse cross-entropy.
 
     Seeds Keras with ``settings.seed`` first. ``steps_per_epoch`` sizes the schedule
     (``settings.train.epochs`` epochs of it); ``strategy`` (a tf.distribute strategy on multi-GPU
     machines) owns the variables when given; XLA only where
-    asked (a GPU).
+    asked (a GPU). ``char_idf`` and ``word_length``: a char branch's (``build_network``).
     """
     import keras
 
@@ -46,7 +47,7 @@ def build_trainable(settings: Settings, vocab_size: int, steps_per_epoch: int, e
     keras.utils.set_random_seed(settings.seed)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         network = build_network(settings.arch, vocab_size, name=f"{settings.name}_network",
-                                embeddings=embeddings, idf=idf)
+                                embeddings=embeddings, idf=idf, char_idf=char_idf, word_length=word_length)
         network.compile(optimizer=make_optimizer(settings, steps_per_epoch * settings.train.epochs),
                         loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=xla)
     return network
