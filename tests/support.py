@@ -46,6 +46,8 @@ def small_params(**overrides: object) -> dict:
         arch["units"] = 4
         if arch.get("ngram_buckets"):
             arch["ngram_buckets"] = 1000
+        if arch.get("char_ngram_dim"):
+            arch["char_ngram_buckets"] = 1000
         arch.pop("tune_trials", None)  # tests set one budget for all: tune.n_trials
     p["tune"]["batch_size"] = [16, 32]
     p["tune"]["embed_dim"] = [8, 16]

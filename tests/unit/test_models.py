@@ -42,7 +42,8 @@ def test_recurrent_layers_stay_cudnn_eligible() -> None:
     for name, arch in [(n, c.arch(n)) for c in (cfg, tuned) for n in ("lstm", "bilstm", "gru")]:
         vectors = np.zeros((100, 128), np.float32) if arch.pretrained_embeddings else None
         idf = np.ones(100 + arch.ngram_buckets, np.float32) if arch.ngram_weighting == "tfidf" else None
-        net = build_network(arch, 100, embeddings=vectors, idf=idf)
+        chars = np.ones(arch.char_ngram_buckets + 1, np.float32) if arch.char_ngram_dim else None
+        net = build_network(arch, 100, embeddings=vectors, idf=idf, char_idf=chars, word_length=16)
         cells = [lay.forward_layer if isinstance(lay, keras.layers.Bidirectional) else lay for lay in net.layers]
         rnns = [c for c in cells if isinstance(c, (keras.layers.LSTM, keras.layers.GRU))]
         assert rnns, name

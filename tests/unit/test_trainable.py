@@ -67,7 +67,10 @@ def test_tuning_and_training_build_the_same_trainable(arch: str, tmp_path: Path)
         keras.backend.clear_session()  # as tune does before each trial: fresh auto-names
         keras.utils.set_random_seed(0)
         vectors = np.ones((VOCAB, 16), np.float32) if settings.arch.pretrained_embeddings else None
-        nets.append(build_trainable(settings, VOCAB, steps_per_epoch=7, idf=_idf(settings), embeddings=vectors))
+        chars = settings.arch.char_ngram_dim > 0  # bilstm's char branch
+        char_idf = np.ones(settings.arch.char_ngram_buckets + 1, np.float32) if chars else None
+        nets.append(build_trainable(settings, VOCAB, steps_per_epoch=7, idf=_idf(settings), embeddings=vectors,
+                                    char_idf=char_idf, word_length=32 if chars else None))
     a, b = nets
     assert a.get_config() == b.get_config()
     assert _optimizer_config(a) == _optimizer_config(b)
