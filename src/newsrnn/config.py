@@ -459,9 +459,6 @@ def config_from_dict(raw: Any) -> Config:
             raise ConfigError(f"architectures.{name}.char_ngram_dim: a char branch needs a word cap "
                               "(the words fill a fixed number of columns before the char n-grams); "
                               "set vectorizer.max_length")
-        if arch.char_ngram_dim > 0 and name in cfg.ensemble:
-            raise ConfigError(f"ensemble: {name!r} has a char branch (char_ngram_dim > 0), which an "
-                              "ensemble cannot combine yet; drop it from ensemble or set its char_ngram_dim to 0")
     dim = cfg.vectorizer.pretrain_dim
     if dim and dim >= cfg.vectorizer.max_tokens - 2:
         raise ConfigError(f"vectorizer.pretrain_dim: {dim} must be below vectorizer.max_tokens - 2 "

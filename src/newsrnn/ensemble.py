@@ -41,19 +41,34 @@ def member_dirs(cfg: Config, models_root: str | Path = "artifacts/models") -> li
 
 
 def _front_kind(model: Any) -> str:
-    """``words`` (the shared TextVectorization) or ``chars`` (a CharNgramIds front end)."""
-    from newsrnn.nn.networks import is_char_front
+    """``words`` (the shared TextVectorization), ``chars`` (a CharNgramIds front end) or
+    ``joined`` (words then char n-grams: a char branch's ``JoinedFront``)."""
+    from newsrnn.nn.networks import JoinedFront, is_char_front
 
+    if JoinedFront.from_model(model) is not None:
+        return "joined"
     return "chars" if is_char_front(model.get_layer("vectorizer")) else "words"
+
+
+def _word_settings(vec: Any, guard: Any) -> dict[str, Any]:
+    return {"vocabulary": vec.get_vocabulary(), "max_length": guard.max_length,
+            "standardize": str(vec.get_config().get("standardize"))}
+
+
+def _char_settings(front: Any) -> dict[str, Any]:
+    return {k: v for k, v in front.get_config().items() if k in ("buckets", "min_n", "max_n", "max_chars")}
 
 
 def _front_settings(model: Any) -> dict[str, Any]:
     """What two members of one front kind must agree on to share their front end."""
+    from newsrnn.nn.networks import JoinedFront
+
+    kind = _front_kind(model)
+    if kind == "joined":
+        joined = JoinedFront.from_model(model)
+        return {**_word_settings(joined.words, joined.word_guard), **_char_settings(joined.chars)}
     vec, guard = model.get_layer("vectorizer"), model.get_layer("guard_ids")
-    if _front_kind(model) == "words":
-        return {"vocabulary": vec.get_vocabulary(), "max_length": guard.max_length,
-                "standardize": str(vec.get_config().get("standardize"))}
-    return {k: v for k, v in vec.get_config().items() if k in ("buckets", "min_n", "max_n", "max_chars")}
+    return _word_settings(vec, guard) if kind == "words" else _char_settings(vec)
 
 
 def build_ensemble(models: list[Any]) -> Any:
@@ -61,19 +76,20 @@ def build_ensemble(models: list[Any]) -> Any:
 
     Members that read words share the first one's vectorizer; their networks are wrapped in an
     inner ``ensemble_network`` (ids -> probabilities), so an all-word ensemble has the shape of a
-    single architecture: vectorizer, guard, network. Members that read character n-grams form a
-    second part (``vectorizer_1``, ``guard_ids_1``, ``ensemble_network_1``), and a ``mean_probs``
-    layer weighs each part's mean by its number of members: the plain mean over all members.
+    single architecture: vectorizer, guard, network. Members with a char branch (``joined``)
+    form the next part, members that read only character n-grams the last; a part after the
+    first gets renamed copies of its front layers (``guard_ids_1``, ``char_vectorizer_1``,
+    ``join_ids_1``, ``vectorizer_2`` ...; the word vectorizer, with its vocabulary, is shared)
+    and its own ``ensemble_network_K``. A ``mean_probs`` layer weighs each part's mean by its
+    number of members: the plain mean over all members.
     """
     import keras
 
+    from newsrnn.nn import layers
     from newsrnn.nn.networks import JoinedFront, guard_layer, parts_mean
 
     groups: dict[str, list[Any]] = {}
     for m in models:
-        if JoinedFront.from_model(m) is not None:
-            raise ArtifactError(f"{m.layers[-1].name}: has a char branch (char_ngram_dim > 0), which an "
-                                "ensemble cannot combine yet; leave it out of the members")
         groups.setdefault(_front_kind(m), []).append(m)
     for kind, members in groups.items():
         ref = _front_settings(members[0])
@@ -85,33 +101,53 @@ def build_ensemble(models: list[Any]) -> Any:
                     raise ArtifactError(f"{m.layers[-1].name}: trained with {what} than {members[0].layers[-1].name}; "
                                         f"ensemble members reading {kind} must share the vectorizer "
                                         "(re-train them in one pipeline run)")
+    if "words" in groups and "joined" in groups:
+        words, joined = _front_settings(groups["words"][0]), _front_settings(groups["joined"][0])
+        for key in ("vocabulary", "max_length", "standardize"):
+            if words[key] != joined[key]:
+                raise ArtifactError(f"{groups['joined'][0].layers[-1].name}: trained with another {key} than "
+                                    f"{groups['words'][0].layers[-1].name}; ensemble members must share the "
+                                    "word vectorizer (re-train them in one pipeline run)")
     text = keras.Input(shape=(), dtype="string", name="text")
     parts, counts = [], []
-    for i, kind in enumerate(k for k in ("words", "chars") if k in groups):
+    word_vec = None  # the word vectorizer once a part has it: shared, not copied
+    for i, kind in enumerate(k for k in ("words", "joined", "chars") if k in groups):
         members, sfx = groups[kind], "" if i == 0 else f"_{i}"
         ids = keras.Input(shape=(None,), dtype="int64", name=f"token_ids{sfx}")
         outputs = [m.layers[-1](ids) for m in members]
         mean = outputs[0] if len(outputs) == 1 else keras.layers.Average(name=f"mean_probs{sfx}")(outputs)
         network = keras.Model(ids, mean, name=f"ensemble_network{sfx}")
         first = members[0]
-        if i == 0:
-            vec, guard = first.get_layer("vectorizer"), first.get_layer("guard_ids")
-        else:  # fresh, renamed copies: layer names must be unique in one model (char fronts hold no weights)
-            front = first.get_layer("vectorizer")
-            vec = type(front).from_config({**front.get_config(), "name": f"vectorizer{sfx}"})
-            guard = guard_layer(first.get_layer("guard_ids").max_length, name=f"guard_ids{sfx}")
-        parts.append(network(guard(vec(text))))
+        if kind == "joined":
+            own = JoinedFront.from_model(first)
+            if i == 0:
+                front = own
+            else:  # fresh, renamed layers (names are unique in one model); the vocabulary is shared
+                chars = type(own.chars).from_config({**own.chars.get_config(), "name": f"char_vectorizer{sfx}"})
+                front = JoinedFront(word_vec or own.words, guard_layer(own.word_length, name=f"guard_ids{sfx}"),
+                                    chars, guard_layer(None, name=f"char_guard_ids{sfx}"),
+                                    layers.JoinIds(own.word_length, name=f"join_ids{sfx}"))
+            word_vec = word_vec or front.words
+            parts.append(network(front(text)))
+        else:
+            if i == 0:
+                vec, guard = first.get_layer("vectorizer"), first.get_layer("guard_ids")
+                word_vec = vec if kind == "words" else None
+            else:  # fresh, renamed copies: layer names must be unique in one model (char fronts hold no weights)
+                front = first.get_layer("vectorizer")
+                vec = type(front).from_config({**front.get_config(), "name": f"vectorizer{sfx}"})
+                guard = guard_layer(first.get_layer("guard_ids").max_length, name=f"guard_ids{sfx}")
+            parts.append(network(guard(vec(text))))
         counts.append(len(members))
     out = parts[0] if len(parts) == 1 else parts_mean(tuple(counts))(parts)
     return keras.Model(text, out, name="newsrnn_ensemble")
 
 
 def pool_dirs(cfg: Config, models_root: str | Path = "artifacts/models") -> dict[str, Path]:
-    """Every trained model of ``models`` an ensemble can combine: what a search may pick from
-    (``ensemble`` keeps those reading the members' text). Models with a char branch
-    (``char_ngram_dim`` > 0) are left out: ``build_ensemble`` has no part for their front end."""
+    """Every trained model of ``models``: what a search may pick from (``ensemble`` keeps those
+    reading the members' text)."""
     return {name: Path(models_root) / name for name in cfg.models
-            if (Path(models_root) / name / "train.json").exists() and cfg.arch(name).char_ngram_dim == 0}
+            if (Path(models_root) / name / "train.json").exists()}
 
 
 def search_members(cfg: Config, pool: dict[str, Path], prepared_dir: str | Path) -> dict[str, Any]:

@@ -68,13 +68,13 @@ def test_guard_ids_truncates_and_never_all_padding() -> None:
         assert (row[: nz.max() + 1] != 0).all()
 
 
-def _vectorizer_dir(tmp_path: Path) -> Path:
+def _vectorizer_dir(tmp_path: Path, titles: list[str] | None = None) -> Path:
     from newsrnn.config import VectorizerConfig
     from newsrnn.vectorize import vectorize
 
     prep = tmp_path / "prepared"
     prep.mkdir()
-    pd.DataFrame({"label": [0, 1], "title": ["Oil prices up", "Cup final"],
+    pd.DataFrame({"label": [0, 1], "title": titles or ["Oil prices up", "Cup final"],
                   "description": ["oil oil market", "team wins cup"], "line": [1, 2]}).to_parquet(
         prep / "train.parquet")
     vectorize(VectorizerConfig(max_tokens=50, max_length=4), prep, tmp_path / "vec")
@@ -540,7 +540,8 @@ def test_char_branch_network_is_padding_invariant_survives_save_load_and_serves(
     from newsrnn.ensemble import build_ensemble
     from newsrnn.fileio import atomic_dir
     from newsrnn.modelio import load_text_model, save_text_model
-    from newsrnn.nn.networks import JoinedFront, build_network, build_text_model
+    from newsrnn.config import ArchConfig
+    from newsrnn.nn.networks import JoinedFront, build_network, build_text_model, char_front, char_front_max_length
     from newsrnn.predictor import Predictor
     from newsrnn.vectorize import build_vectorizer
 
@@ -573,8 +574,30 @@ def test_char_branch_network_is_padding_invariant_survives_save_load_and_serves(
         np.testing.assert_allclose(pred.predict_proba(texts), expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(pred.predict_proba(texts[:1]), expected[:1], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(pred.predict_proba(many), model(tf.constant(many)).numpy(), rtol=1e-5, atol=1e-6)
-    with pytest.raises(ArtifactError, match="has a char branch"):
-        build_ensemble([loaded, loaded])
+    # In an ensemble: a word member, this one (its part shares the word vectorizer) and a char
+    # member give the mean of the three, through the model and through the Predictor.
+    word = build_text_model(vec, build_network(ArchConfig(cell="gru", embed_dim=4, units=3), vocab,
+                                               name="w_network"), config["max_length"])
+    char_arch = _char_arch(ngram_weighting="mean")
+    char = build_text_model(char_front(char_arch), build_network(char_arch, 98, name="c_network"),
+                            char_front_max_length(char_arch))
+    for combo in ([loaded, word, char], [loaded, char], [loaded, loaded]):
+        with atomic_dir(tmp_path / "ens") as d:
+            save_text_model(build_ensemble(combo), d)
+        ens = load_text_model(tmp_path / "ens")
+        want = np.mean([m(tf.constant(many)).numpy() for m in combo], axis=0)
+        np.testing.assert_allclose(ens(tf.constant(many)).numpy(), want, rtol=1e-5, atol=1e-6)
+        pred = Predictor(ens, threads=2)
+        np.testing.assert_allclose(pred.predict_proba(many), want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(pred.predict_proba(many[:1]), want[:1], rtol=1e-5, atol=1e-6)
+    # A joined member with another vocabulary than the word members is refused by name.
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    vec2, config2 = build_vectorizer(_vectorizer_dir(other_dir, ["Stocks fall", "Rain today"]))
+    odd = build_text_model(vec2, build_network(ArchConfig(cell="gru", embed_dim=4, units=3), config2["vocab_size"],
+                                               name="o_network"), config2["max_length"])
+    with pytest.raises(ArtifactError, match="another vocabulary"):
+        build_ensemble([odd, loaded])
     with pytest.raises(ValueError, match="a char branch needs word_length"):
         build_network(arch, vocab, idf=np.ones(vocab + arch.ngram_buckets, np.float32))
 
@@ -584,16 +607,15 @@ def test_char_branch_config_errors_name_the_key() -> None:
     from newsrnn.errors import ConfigError
 
     raw = config_to_dict(load_config(ROOT / "params.yaml"))
+    for section in raw["architectures"].values():
+        section["char_ngram_dim"] = 0
     raw["architectures"]["lstm"]["char_ngram_dim"] = 8
     bad = json.loads(json.dumps(raw))
     bad["vectorizer"]["max_length"] = None
     with pytest.raises(ConfigError, match=r"architectures.lstm.char_ngram_dim: a char branch needs a word cap"):
         config_from_dict(bad)
-    assert "lstm" in raw["ensemble"]
-    with pytest.raises(ConfigError, match="ensemble: 'lstm' has a char branch"):
-        config_from_dict(raw)
+    assert config_from_dict(raw).arch("lstm").char_ngram_dim == 8
     raw["architectures"]["wide_char"]["char_ngram_dim"] = 8
-    raw["architectures"]["lstm"]["char_ngram_dim"] = 0
     with pytest.raises(ConfigError, match="wide_char.char_ngram_dim: a char branch is for tokens: words"):
         config_from_dict(raw)
     raw["architectures"]["wide_char"]["char_ngram_dim"] = -1
