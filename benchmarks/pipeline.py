@@ -87,7 +87,9 @@ def collect(proj: Path) -> dict[str, Any]:
     decisions = {f.stem: (yaml.safe_load(f.read_text()) or {}).get("note")
                  for f in sorted((proj / "artifacts" / "tuned").glob("*.yaml"))}
     ens = json.loads((proj / "artifacts" / "ensemble" / "train.json").read_text())
-    return {"archs": archs, "champion": {"arch": name, **archs.get(name, {})}, "metrics_sha256": digests,
+    sections = (yaml.safe_load((proj / "params.yaml").read_text()) or {}).get("architectures", {})
+    recurrent = sorted(a for a in archs if a in sections and sections[a].get("cell", "lstm") != "none")
+    return {"archs": archs, "recurrent": recurrent, "champion": {"arch": name, **archs.get(name, {})}, "metrics_sha256": digests,
             "tuning": decisions, "ensemble_members": ens.get("members"), "ensemble_selection": ens.get("selection")}
 
 
@@ -119,8 +121,14 @@ def summarize(notebook: dict[str, dict[str, Any]], modes: dict[str, dict[str, An
         gains = {a: mode["archs"][a]["test_accuracy"] - r["test_accuracy"]
                  for a, r in notebook.items() if a in mode["archs"]}
         out[f"{key}_min_gain_over_notebook"] = min(gains.values()) if gains else None
-        singles = [v["test_accuracy"] for a, v in mode["archs"].items() if a != "ensemble"]
-        out[f"{key}_best_single_test"] = max(singles) if singles else None
+        # The recurrent networks (the linear wide models are not); older results lack the list.
+        recurrent = mode.get("recurrent") or [a for a in mode["archs"] if a != "ensemble"]
+        singles = {a: mode["archs"][a] for a in recurrent if a in mode["archs"]}
+        out[f"{key}_best_single_test"] = max(v["test_accuracy"] for v in singles.values()) if singles else None
+        # The one a user would pick (best on val), and its test accuracy.
+        by_val = max(singles, key=lambda a: singles[a]["val_accuracy"]) if singles else None
+        out[f"{key}_best_val_single"] = by_val
+        out[f"{key}_best_val_single_test"] = singles[by_val]["test_accuracy"] if by_val else None
     again = modes.get("tuning_on_again")
     if on and again:
         out["repeat_differing_metrics_files"] = sorted(
@@ -167,7 +175,9 @@ def markdown(results: dict[str, Any]) -> str:
     for m in names:
         lines.append(f"{m}: whole pipeline / notebook = {f(s[f'{m}_wall_over_notebook'], '.2f')}x; "
                      f"smallest gain over the notebook {f(100 * s[f'{m}_min_gain_over_notebook'], '+.1f')} pts; "
-                     f"best single network test {f(s[f'{m}_best_single_test'], '.4f')}")
+                     f"best single recurrent network test {f(s[f'{m}_best_single_test'], '.4f')} "
+                     f"(best on val: {s.get(f'{m}_best_val_single')}, test "
+                     f"{f(s.get(f'{m}_best_val_single_test'), '.4f')})")
     if "repeat_identical" in s:
         lines.append(f"tuning_on run twice: metrics files identical: {s['repeat_identical']}"
                      + (f" (differ: {', '.join(s['repeat_differing_metrics_files'])})"

@@ -150,8 +150,10 @@ def test_pipeline_summary_compares_tuning_on_with_off() -> None:
 
     def mode(wall: float, rnn: tuple[float, float], lstm: tuple[float, float], champ: str) -> dict:
         archs = {"rnn": {"val_accuracy": rnn[0], "test_accuracy": rnn[1]},
-                 "lstm": {"val_accuracy": lstm[0], "test_accuracy": lstm[1]}}
-        return {"wall_s": wall, "stage_kind_s": kinds, "archs": archs, "champion": {"arch": champ, **archs[champ]}}
+                 "lstm": {"val_accuracy": lstm[0], "test_accuracy": lstm[1]},
+                 "wide": {"val_accuracy": 0.95, "test_accuracy": 0.95}}  # linear: not a recurrent network
+        return {"wall_s": wall, "stage_kind_s": kinds, "archs": archs, "recurrent": ["lstm", "rnn"],
+                "champion": {"arch": champ, **archs[champ]}}
 
     modes = {"tuning_on": mode(250.0, (0.88, 0.87), (0.905, 0.90), "lstm"),
              "tuning_off": mode(200.0, (0.89, 0.88), (0.90, 0.895), "lstm")}
@@ -160,6 +162,9 @@ def test_pipeline_summary_compares_tuning_on_with_off() -> None:
     assert s["tuning_on_min_gain_over_notebook"] == pytest.approx(0.03)  # lstm: 0.90 - 0.87
     assert s["champion_val_gain_from_tuning"] == pytest.approx(0.005)
     assert s["archs_tuned_below_untuned_val"] == ["rnn"]
+    assert s["tuning_on_best_single_test"] == 0.90 and s["tuning_off_best_single_test"] == 0.895
+    assert (s["tuning_off_best_val_single"], s["tuning_off_best_val_single_test"]) == ("lstm", 0.895)
     table = pipeline.markdown({"notebook": notebook, "modes": modes, "summary": s})
     assert "| champion of tuning_on (lstm) | - | 0.9050 | 0.9000 |" in table
     assert "2.50x" in table and "['rnn']" in table
+    assert "best single recurrent network test 0.9000 (best on val: lstm, test 0.9000)" in table
