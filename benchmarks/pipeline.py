@@ -197,6 +197,9 @@ def run_pipeline_bench(args: Any) -> dict[str, Any]:
     from newsrnn.config import config_from_dict, config_to_dict
 
     cfg = config_from_dict(params)  # refuses a bad file before anything runs
+    if shutil.which("dvc") is None:  # found out now, not after the notebook's minutes
+        raise BenchError("dvc is not on PATH: the pipeline runs `dvc repro`; activate the environment "
+                         "newsrnn is installed in (e.g. `source .venv/bin/activate`)")
     data_dir = harness.corpus_dir(args)
     max_rows = getattr(args, "max_train_rows", None)
     if max_rows is not None:

@@ -29,6 +29,15 @@ def test_bench_without_data_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert "nowhere" in err and "train.csv" in err
 
 
+def test_pipeline_bench_without_dvc_on_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    write_corpus(tmp_path / "data", n_train=40, n_test=8)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["bench", "--pipeline", "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err and "dvc is not on PATH" in err
+
+
 def test_percentile_interpolates() -> None:
     assert bench.percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert bench.percentile([0.0, 10.0], 99) == pytest.approx(9.9)
