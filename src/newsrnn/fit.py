@@ -26,6 +26,10 @@ from newsrnn.progress import epoch_bar
 DIVERGED_LOSS = 100 * math.log(4)
 
 
+_EFFECTIVE_ELSEWHERE = ("tune_trials", "batch_size", "learning_rate", "epochs", "lr_schedule",
+                        "early_stopping_patience", "batching")
+
+
 def run_fingerprint(settings: Settings, vocab_sha: str, data_sha: str, rows: int) -> str:
     """What makes two training runs the same run: effective settings, vocabulary, data, rows.
 
@@ -34,7 +38,10 @@ def run_fingerprint(settings: Settings, vocab_sha: str, data_sha: str, rows: int
     """
     from newsrnn.config import config_to_dict
 
-    arch = {k: v for k, v in config_to_dict(settings.arch).items() if k != "tune_trials"}  # a budget, not a setting
+    # tune_trials is a budget, not a setting. The per-architecture overrides of train.* (null =
+    # the train value) count by their effective values, in ``train`` and batch_size / rate below:
+    # a tuning trial spells out the values a section leaves null, and is still the same run.
+    arch = {k: v for k, v in config_to_dict(settings.arch).items() if k not in _EFFECTIVE_ELSEWHERE}
     return hashlib.sha256(json.dumps(
         {"arch": arch, "train": config_to_dict(settings.train), "seed": settings.seed,
          "batch_size": settings.batch_size, "learning_rate": settings.learning_rate,

@@ -138,6 +138,8 @@ def train(
         "batch_size": settings.batch_size, "learning_rate": lr, "params": config_to_dict(arch),
         "n_parameters": int(network.count_params()), "train_rows": len(train_df),
         "run_id": tracker.run_id, "data_sha256": data_sha,
+        # The tuning trial whose network this is (train did not repeat that run), else null.
+        "reused_trial": reused[3].get("trial") if reused is not None else None,
     }
     with atomic_dir(out_dir) as tmp:
         digest = save_text_model(text_model, tmp)

@@ -77,11 +77,15 @@ def test_a_trial_is_the_training_run_train_makes(prepared: dict[str, Path]) -> N
     """Full fidelity: with deterministic ops, the best trial's val accuracy is exactly what
     `train` then measures for the settings it picked (defaults or tuned)."""
     root = prepared["root"]
+    # Batch size and rate left null in the section: the trial spells out train's values, and is
+    # still the run train would make.
     cfg = _cfg(root, **{"tune.n_trials": 2, "train.epochs": 2, "train.deterministic": True,
-                        "mlflow.enabled": False})
+                        "mlflow.enabled": False, "architectures.lstm.learning_rate": None,
+                        "architectures.lstm.batch_size": None,
+                        "tune.epochs_per_trial": None})
     out = root / "tuned-fid" / "lstm.yaml"
     tuned = tune(cfg, "lstm", storage=f"sqlite:///{root / 'optuna-fid.db'}", prepared_dir=prepared["prepared"],
-                 vec_dir=prepared["vec"], out_path=out, plots_dir=root / "tuned-fid" / "plots", data_sha="fid")
+                 vec_dir=prepared["vec"], out_path=out, plots_dir=root / "tuned-fid" / "plots")
     assert tuned["trained_model"] == str(root / "tuned-fid" / "lstm" / "model")
     assert not (root / "tuned-fid" / "lstm" / "model-trials").exists()
     import json
@@ -108,6 +112,7 @@ def test_a_trial_is_the_training_run_train_makes(prepared: dict[str, Path]) -> N
     fid, re_ = (json.loads((root / d / "lstm" / "train.json").read_text()) for d in ("models-fid", "models-re"))
     keys = ("batch_size", "learning_rate", "n_parameters", "best_val_accuracy")
     assert {k: re_[k] for k in keys} == {k: fid[k] for k in keys}
+    assert re_["reused_trial"] == tuned["chosen_trial"] and fid["reused_trial"] is None
     # Other settings than the trial's: the network is not reused.
     other = config_from_dict(small_params(**{"tune.n_trials": 2, "train.epochs": 1, "train.deterministic": True,
                                              "mlflow.enabled": False, "mlflow.tracking_uri": cfg.mlflow.tracking_uri}))
