@@ -61,15 +61,12 @@ def model_parts(model: Any) -> list[tuple[Any, Any, Any, int]]:
         if joined is not None:  # a char branch: the front guards its parts itself
             return [(joined, guard_layer(None, name="no_guard"), last, 1)]
         return [(model.get_layer("vectorizer"), model.get_layer("guard_ids"), last, 1)]
-    names = {la.name for la in model.layers}
     parts = []
     for i, c in enumerate(counts):
         s = "" if i == 0 else f"_{i}"
         network = model.get_layer(f"ensemble_network{s}")
-        if f"join_ids{s}" in names:  # its word vectorizer is the shared one
-            get = model.get_layer
-            joined = JoinedFront(get("vectorizer"), get(f"guard_ids{s}"), get(f"char_vectorizer{s}"),
-                                 get(f"char_guard_ids{s}"), get(f"join_ids{s}"))
+        joined = JoinedFront.from_model(model, s)  # its word vectorizer is the shared one
+        if joined is not None:
             parts.append((joined, guard_layer(None, name=f"no_guard{s}"), network, int(c)))
         else:
             parts.append((model.get_layer(f"vectorizer{s}"), model.get_layer(f"guard_ids{s}"), network, int(c)))

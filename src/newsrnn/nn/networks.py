@@ -66,13 +66,16 @@ class JoinedFront:
                    guard_layer(None, name="char_guard_ids"), layers.JoinIds(word_length, name="join_ids"))
 
     @classmethod
-    def from_model(cls, model: Any) -> JoinedFront | None:
-        """The joined front of an exported text model, or None if it has none."""
+    def from_model(cls, model: Any, suffix: str = "") -> JoinedFront | None:
+        """The joined front of an exported text model, or None if it has none. ``suffix`` names
+        an ensemble part's copies (``join_ids_1`` ...); the word vectorizer is always the shared
+        ``vectorizer``."""
         names = {la.name for la in model.layers}
-        if "join_ids" not in names:
+        if f"join_ids{suffix}" not in names:
             return None
         get = model.get_layer
-        return cls(get("vectorizer"), get("guard_ids"), get("char_vectorizer"), get("char_guard_ids"), get("join_ids"))
+        return cls(get("vectorizer"), get(f"guard_ids{suffix}"), get(f"char_vectorizer{suffix}"),
+                   get(f"char_guard_ids{suffix}"), get(f"join_ids{suffix}"))
 
     def __call__(self, text: Any) -> Any:
         return self.join([self.word_guard(self.words(text)), self.char_guard(self.chars(text))])
