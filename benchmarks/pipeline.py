@@ -88,7 +88,7 @@ def collect(proj: Path) -> dict[str, Any]:
                  for f in sorted((proj / "artifacts" / "tuned").glob("*.yaml"))}
     ens = json.loads((proj / "artifacts" / "ensemble" / "train.json").read_text())
     sections = (yaml.safe_load((proj / "params.yaml").read_text()) or {}).get("architectures", {})
-    recurrent = sorted(a for a in archs if a in sections and sections[a].get("cell", "lstm") != "none")
+    recurrent = sorted(a for a in archs if a in sections and sections[a].get("cell", "lstm") not in ("none", "conv"))
     return {"archs": archs, "recurrent": recurrent, "champion": {"arch": name, **archs.get(name, {})}, "metrics_sha256": digests,
             "tuning": decisions, "ensemble_members": ens.get("members"), "ensemble_selection": ens.get("selection")}
 
@@ -121,7 +121,7 @@ def summarize(notebook: dict[str, dict[str, Any]], modes: dict[str, dict[str, An
         gains = {a: mode["archs"][a]["test_accuracy"] - r["test_accuracy"]
                  for a, r in notebook.items() if a in mode["archs"]}
         out[f"{key}_min_gain_over_notebook"] = min(gains.values()) if gains else None
-        # The recurrent networks (the linear wide models are not); older results lack the list.
+        # The recurrent networks (not the linear wide models nor the cnn); older results lack the list.
         recurrent = mode.get("recurrent") or [a for a in mode["archs"] if a != "ensemble"]
         singles = {a: mode["archs"][a] for a in recurrent if a in mode["archs"]}
         out[f"{key}_best_single_test"] = max(v["test_accuracy"] for v in singles.values()) if singles else None

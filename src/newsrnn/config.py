@@ -21,7 +21,7 @@ from newsrnn.errors import ConfigError
 # otherwise pick instead; it is cheap, and as an ensemble member it errs differently from the RNNs.
 # wide_char is the same over hashed character n-grams of the raw text (case and punctuation kept
 # apart from the word vocabulary): the member that errs most differently.
-KNOWN_ARCHS = ("rnn_title", "rnn", "lstm", "bilstm", "gru", "wide", "wide_char")
+KNOWN_ARCHS = ("rnn_title", "rnn", "lstm", "bilstm", "gru", "cnn", "wide", "wide_char")
 CLASS_NAMES = ("World", "Sports", "Business", "Sci/Tech")
 
 
@@ -66,7 +66,9 @@ class ArchConfig:
 
     # none: no embedding or recurrent layer at all; the n-gram branch (ngram_buckets > 0) is the
     # whole network (with ngram_weighting: tfidf, a linear model over TF-IDF features).
-    cell: Literal["simple_rnn", "lstm", "gru", "none"] = "lstm"
+    # conv: no recurrence either: one convolution of `units` filters per width in conv_widths
+    # over the word vectors, each max-pooled over time (needs mask_zero and pooling: max).
+    cell: Literal["simple_rnn", "lstm", "gru", "conv", "none"] = "lstm"
     text: Literal["title", "title_description"] = "title_description"
     embed_dim: int = 64
     units: int = 16
@@ -78,6 +80,7 @@ class ArchConfig:
     # both (max_mean, concatenated) over the unmasked time steps.
     pooling: Literal["last", "max", "mean", "max_mean"] = "last"
     embed_dropout: float = 0.0          # drops whole embedding channels (SpatialDropout1D)
+    conv_widths: tuple[int, ...] = (2, 3, 4)  # cell conv: the window widths, in words
     # > 0: a fastText-style side branch; hashed word bigrams (and the words) are embedded in
     # ngram_dim dimensions, averaged, and concatenated with the recurrent features.
     ngram_buckets: int = 0
@@ -411,6 +414,16 @@ def _build_archs(raw: Any, path: str) -> dict[str, ArchConfig]:
             if arch.char_ngram_dim > 0:
                 raise ConfigError(f"{path}.{name}.char_ngram_dim: a char branch is for tokens: words "
                                   "(tokens char_ngrams reads char n-grams already); set it to 0")
+        if arch.cell == "conv":
+            if not arch.conv_widths or min(arch.conv_widths) < 1:
+                raise ConfigError(f"{path}.{name}.conv_widths: list one or more window widths of at least 1 "
+                                  f"word, got {list(arch.conv_widths)}")
+            for key, ok, want in (("mask_zero", arch.mask_zero, "true (padding must not count in the max)"),
+                                  ("pooling", arch.pooling == "max", "max (the convolutions are max-pooled over time)"),
+                                  ("layers", arch.layers == 1, "1 (one bank of convolutions)"),
+                                  ("bidirectional", not arch.bidirectional, "false (a convolution reads both ways)")):
+                if not ok:
+                    raise ConfigError(f"{path}.{name}.{key}: cell conv needs {key} {want}")
         if (arch.tokens == "char_ngrams" or arch.char_ngram_dim > 0) and arch.char_ngram_min > arch.char_ngram_max:
             raise ConfigError(f"{path}.{name}.char_ngram_min: {arch.char_ngram_min} is above "
                               f"char_ngram_max {arch.char_ngram_max}")

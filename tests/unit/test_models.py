@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 import tensorflow as tf  # a hard dependency: a broken install must fail, not skip
 from support import ROOT, small_params
 
@@ -196,6 +197,8 @@ def test_gpu_only_options_stay_off_on_cpu() -> None:
         {"cell": "lstm", "layers": 2, "bidirectional": True, "pooling": "max_mean", "ngram_buckets": 97},
         {"cell": "gru", "pooling": "mean", "ngram_buckets": 13, "embed_dropout": 0.3},
         {"cell": "simple_rnn", "pooling": "last", "ngram_buckets": 13},
+        {"cell": "conv", "pooling": "max", "conv_widths": (1, 3, 4), "embed_dropout": 0.3},
+        {"cell": "conv", "pooling": "max", "conv_widths": (2,), "ngram_buckets": 13},
     ],
 )
 def test_masked_networks_ignore_right_padding(arch: dict) -> None:
@@ -621,3 +624,70 @@ def test_char_branch_config_errors_name_the_key() -> None:
     raw["architectures"]["wide_char"]["char_ngram_dim"] = -1
     with pytest.raises(ConfigError, match="wide_char.char_ngram_dim"):
         config_from_dict(raw)
+
+
+def test_conv_network_counts_its_filters_survives_save_load_and_serves(tmp_path: Path) -> None:
+    """cell conv: one ReLU convolution per width over the word vectors, max over the real words
+    only; the exported model loads in safe mode and every predictor path gives its answer."""
+    from newsrnn.config import ArchConfig
+    from newsrnn.fileio import atomic_dir
+    from newsrnn.modelio import save_text_model
+    from newsrnn.nn.networks import build_network, build_text_model
+    from newsrnn.predictor import Predictor
+    from newsrnn.vectorize import build_vectorizer
+
+    vec, config = build_vectorizer(_vectorizer_dir(tmp_path))  # max_length 4
+    vocab = config["vocab_size"]
+    arch = ArchConfig(cell="conv", embed_dim=4, units=3, conv_widths=(2, 3), pooling="max")
+    net = build_network(arch, vocab)
+    # embedding + (2*4*3 + 3) + (3*4*3 + 3) conv weights + a dense layer on 2 x 3 features
+    assert net.count_params() == vocab * 4 + 27 + 39 + (6 * 4 + 4)
+    conv = net.get_layer("conv_max")
+    assert [c.kernel_size for c in conv.convs] == [(2,), (3,)]
+    # One real word: the max runs over that step only (a padded step would add ReLU(bias) >= 0).
+    ids = np.array([[5, 0, 0]], dtype=np.int64)
+    emb = net.get_layer("embedding")(ids[:, :1])
+    by_hand = np.concatenate([c(emb).numpy()[:, 0] for c in conv.convs], axis=-1)
+    np.testing.assert_allclose(conv(net.get_layer("embedding")(ids)).numpy(), by_hand, rtol=1e-6)
+    model = build_text_model(vec, net, config["max_length"])
+    with atomic_dir(tmp_path / "model") as d:
+        save_text_model(model, d)
+    texts = ["oil", "oil market", "cup final oil market team", ""]
+    expected = model(tf.constant(texts)).numpy()
+    for xla in (False, True):
+        pred = Predictor.from_path(tmp_path / "model", xla=xla)
+        assert not pred.xla  # no recurrence: the plain graph path serves it
+        np.testing.assert_allclose(pred.predict_proba(texts), expected, rtol=1e-5, atol=1e-6)
+    # Beside a recurrent member the part takes the XLA path, whose padded blocks change nothing.
+    from newsrnn.ensemble import build_ensemble
+    from newsrnn.modelio import load_text_model
+
+    lstm = build_text_model(vec, build_network(ArchConfig(cell="lstm", embed_dim=4, units=3, pooling="max"), vocab,
+                                               name="lstm_network"), config["max_length"])
+    both = build_ensemble([load_text_model(tmp_path / "model"), lstm])
+    fast = Predictor(both, xla=True)
+    assert fast.xla
+    np.testing.assert_allclose(fast.predict_proba(texts), both(tf.constant(texts)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"pooling": "last"}, "architectures.cnn.pooling: cell conv needs pooling max"),
+        ({"mask_zero": False}, "architectures.cnn.mask_zero: cell conv needs mask_zero true"),
+        ({"layers": 2}, "architectures.cnn.layers: cell conv needs layers 1"),
+        ({"bidirectional": True}, "architectures.cnn.bidirectional: cell conv needs bidirectional false"),
+        ({"conv_widths": []}, "architectures.cnn.conv_widths: list one or more window widths"),
+        ({"conv_widths": [2, 0]}, "architectures.cnn.conv_widths: list one or more window widths"),
+        ({"conv_widths": "3"}, "architectures.cnn.conv_widths"),
+    ],
+)
+def test_conv_config_errors_name_the_key(section: dict, message: str) -> None:
+    from newsrnn.config import config_from_dict
+    from newsrnn.errors import ConfigError
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["architectures"]["cnn"].update(section)
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(raw)
+    assert message in str(err.value) and "\n" not in str(err.value)

@@ -98,6 +98,51 @@ class MaskedMax(keras.layers.Layer):
         return (input_shape[0], input_shape[2])
 
 @keras.saving.register_keras_serializable(package="newsrnn")
+class ConvMax(keras.layers.Layer):
+    """Word vectors (batch, time, dim) -> (batch, filters * len(widths)): one ReLU convolution
+    per window width over the sequence, each max-pooled over the unmasked steps (a Kim-style
+    text CNN, ``cell: conv``).
+
+    Masked (padded) steps are zeroed before the convolutions, which pad with zeros themselves
+    ("same" padding), and never count in the max: a text's features do not depend on how much
+    padding its batch has.
+    """
+
+    def __init__(self, filters: int = 128, widths: tuple[int, ...] = (2, 3, 4), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.supports_masking = True
+        self.filters, self.widths = int(filters), tuple(int(w) for w in widths)
+        self.convs = [keras.layers.Conv1D(self.filters, w, padding="same", activation="relu", name=f"conv_{w}")
+                      for w in self.widths]
+
+    def build(self, input_shape: Any) -> None:
+        for conv in self.convs:
+            conv.build(input_shape)
+
+    def call(self, x: Any, mask: Any = None) -> Any:
+        keep = None
+        if mask is not None:
+            keep = tf.cast(mask, tf.bool)[:, :, None]
+            x = tf.where(keep, x, tf.zeros_like(x))
+        pooled = []
+        for conv in self.convs:
+            c = conv(x)
+            if keep is not None:
+                c = tf.where(keep, c, tf.cast(-1e9, c.dtype))
+            pooled.append(tf.reduce_max(c, axis=1))
+        return pooled[0] if len(pooled) == 1 else tf.concat(pooled, axis=-1)
+
+    def compute_mask(self, x: Any, mask: Any = None) -> Any:
+        return None
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (input_shape[0], self.filters * len(self.widths))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "filters": self.filters, "widths": list(self.widths)}
+
+
+@keras.saving.register_keras_serializable(package="newsrnn")
 class IdfBag(keras.layers.Layer):
     """(n-gram ids, their vectors) -> the idf-weighted sum of the vectors, L2-normalised.
 

@@ -167,11 +167,10 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embe
 
 
 def _recurrent_features(arch: ArchConfig, vocab_size: int, inputs: Any, embeddings: Any) -> Any:
-    """Embedding, the recurrent layers and the pooling over time: (batch, features)."""
+    """Embedding, the recurrent layers (or, for ``cell: conv``, the convolutions) and the
+    pooling over time: (batch, features)."""
     import keras
 
-    cell_cls = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM,
-                "gru": keras.layers.GRU}[arch.cell]
     embedding = keras.layers.Embedding(vocab_size, arch.embed_dim, mask_zero=arch.mask_zero, name="embedding")
     x = embedding(inputs)
     if arch.pretrained_embeddings:
@@ -179,6 +178,10 @@ def _recurrent_features(arch: ArchConfig, vocab_size: int, inputs: Any, embeddin
         embedding.set_weights([embeddings[:, : arch.embed_dim]])
     if arch.embed_dropout > 0:
         x = keras.layers.SpatialDropout1D(arch.embed_dropout, name="embed_dropout")(x)
+    if arch.cell == "conv":  # max-pooled over time by the layer itself
+        return layers.ConvMax(arch.units, arch.conv_widths, name="conv_max")(x)
+    cell_cls = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM,
+                "gru": keras.layers.GRU}[arch.cell]
     for i in range(arch.layers):
         last = i == arch.layers - 1
         layer = cell_cls(arch.units, return_sequences=not last or arch.pooling != "last",
