@@ -37,8 +37,8 @@ from typing import Any
 from newsrnn.errors import BenchError
 
 NOTEBOOK_ARCHS = ("rnn_title", "rnn", "lstm", "bilstm")
-# gru, wide and wide_char have no notebook counterpart; they are held to the notebook's single-layer LSTM.
-TARGET_OF = {"gru": "lstm", "wide": "lstm", "wide_char": "lstm"}
+# gru, cnn, wide and wide_char have no notebook counterpart; they are held to the notebook's single-layer LSTM.
+TARGET_OF = {"gru": "lstm", "cnn": "lstm", "wide": "lstm", "wide_char": "lstm"}
 NOTEBOOK_VOCAB = 20000
 NOTEBOOK_ADAPT_TITLES = 2000
 CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
