@@ -14,9 +14,9 @@ from newsrnn.errors import ConfigError
 
 def test_repo_params_load() -> None:
     cfg = load_config(ROOT / "params.yaml")
-    assert cfg.models == ("rnn_title", "rnn", "lstm", "bilstm", "cnn", "wide", "wide_char")
-    assert cfg.ensemble == ("bilstm", "cnn", "wide", "wide_char") and cfg.train.deterministic
-    # The word CNN reads no n-gram branch: it errs unlike the others (benchmarks/README.md).
+    assert cfg.models == ("rnn_title", "rnn", "lstm", "bilstm", "wide", "wide_char")
+    assert cfg.ensemble == ("lstm", "wide", "wide_char") and cfg.train.deterministic
+    # The word CNN (an option, not in models) reads no n-gram branch: it errs unlike the others.
     assert cfg.arch("cnn").cell == "conv" and cfg.arch("cnn").ngram_buckets == 0 and cfg.trials_for("cnn") == 2
     # Tuning pays only at full fidelity: trials train on all rows for the architecture's epochs.
     assert cfg.tune.max_train_rows is None and cfg.tune.epochs_per_trial is None
@@ -84,7 +84,7 @@ def test_unknown_keys_rejected_at_every_level() -> None:
 def test_missing_arch_section_and_file_errors(tmp_path: Path) -> None:
     p = small_params()
     del p["architectures"]["wide"]
-    with pytest.raises(ConfigError, match=r"models\[5\]: 'wide' has no section under architectures"):
+    with pytest.raises(ConfigError, match=r"models\[4\]: 'wide' has no section under architectures"):
         config_from_dict(p)
     with pytest.raises(ConfigError, match="params file not found"):
         load_config(tmp_path / "nope.yaml")
