@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 import tensorflow as tf  # a hard dependency: a broken install must fail, not skip
+import yaml
 from support import ROOT, small_params
 
 from newsrnn.config import load_config
@@ -539,11 +539,11 @@ def test_char_branch_rows_put_words_first_then_char_ngrams(tmp_path: Path) -> No
 
 
 def test_char_branch_network_is_padding_invariant_survives_save_load_and_serves(tmp_path: Path) -> None:
+    from newsrnn.config import ArchConfig
     from newsrnn.data import encode_texts, id_idf, ngram_idf
     from newsrnn.ensemble import build_ensemble
     from newsrnn.fileio import atomic_dir
     from newsrnn.modelio import load_text_model, save_text_model
-    from newsrnn.config import ArchConfig
     from newsrnn.nn.networks import JoinedFront, build_network, build_text_model, char_front, char_front_max_length
     from newsrnn.predictor import Predictor
     from newsrnn.vectorize import build_vectorizer
