@@ -251,7 +251,7 @@ def test_case04_leakage_refused_or_dropped(tmp_path: Path) -> None:
     ({"data.val_fraction": 1.5}, "data.val_fraction: expected a number between 0 and 1"),
     ({"models": ["rnn_title", "transformer"]}, "models[1]: unknown architecture 'transformer'"),
     ({"architectures.rnn_title.cell": "transformer"}, "architectures.rnn_title.cell: expected one of"),
-    ({"architectures.cnn": {"cell": "lstm"}}, "architectures.cnn: unknown architecture"),
+    ({"architectures.transformer": {"cell": "lstm"}}, "architectures.transformer: unknown architecture"),
     ({"tune.learning_rate": [0.1]}, "tune.learning_rate: expected a list of 2 values"),
 ])
 def test_case05_bad_params_name_the_key(tmp_path: Path, override: dict, message: str) -> None:
