@@ -33,6 +33,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402 - beside this file, not an installed module
 
+from newsrnn.config import RECURRENT_CELLS  # noqa: E402
 from newsrnn.errors import BenchError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +89,7 @@ def collect(proj: Path) -> dict[str, Any]:
                  for f in sorted((proj / "artifacts" / "tuned").glob("*.yaml"))}
     ens = json.loads((proj / "artifacts" / "ensemble" / "train.json").read_text())
     sections = (yaml.safe_load((proj / "params.yaml").read_text()) or {}).get("architectures", {})
-    recurrent = sorted(a for a in archs if a in sections and sections[a].get("cell", "lstm") not in ("none", "conv"))
+    recurrent = sorted(a for a in archs if a in sections and sections[a].get("cell", "lstm") in RECURRENT_CELLS)
     return {"archs": archs, "recurrent": recurrent, "champion": {"arch": name, **archs.get(name, {})}, "metrics_sha256": digests,
             "tuning": decisions, "ensemble_members": ens.get("members"), "ensemble_selection": ens.get("selection")}
 

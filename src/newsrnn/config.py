@@ -23,6 +23,8 @@ from newsrnn.errors import ConfigError
 # apart from the word vocabulary): the member that errs most differently.
 KNOWN_ARCHS = ("rnn_title", "rnn", "lstm", "bilstm", "gru", "cnn", "wide", "wide_char")
 CLASS_NAMES = ("World", "Sports", "Business", "Sci/Tech")
+# The cells that make a network recurrent (``conv`` is a word CNN, ``none`` a linear model).
+RECURRENT_CELLS = ("simple_rnn", "lstm", "gru")
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,14 @@ class NgramIds(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "vocab_size": self.vocab_size, "buckets": self.buckets}
 
+def masked_max(x: Any, keep: Any = None) -> Any:
+    """Max over time (axis 1) of (batch, time, dim) values; where ``keep`` (batch, time, 1) is
+    False the step never counts."""
+    if keep is not None:
+        x = tf.where(keep, x, tf.cast(-1e9, x.dtype))
+    return tf.reduce_max(x, axis=1)
+
+
 @keras.saving.register_keras_serializable(package="newsrnn")
 class MaskedMax(keras.layers.Layer):
     """Max over time of the unmasked steps only.
@@ -87,9 +95,7 @@ class MaskedMax(keras.layers.Layer):
         self.supports_masking = True
 
     def call(self, x: Any, mask: Any = None) -> Any:
-        if mask is not None:
-            x = tf.where(tf.cast(mask, tf.bool)[:, :, None], x, tf.cast(-1e9, x.dtype))
-        return tf.reduce_max(x, axis=1)
+        return masked_max(x, None if mask is None else tf.cast(mask, tf.bool)[:, :, None])
 
     def compute_mask(self, x: Any, mask: Any = None) -> Any:
         return None
@@ -124,12 +130,7 @@ class ConvMax(keras.layers.Layer):
         if mask is not None:
             keep = tf.cast(mask, tf.bool)[:, :, None]
             x = tf.where(keep, x, tf.zeros_like(x))
-        pooled = []
-        for conv in self.convs:
-            c = conv(x)
-            if keep is not None:
-                c = tf.where(keep, c, tf.cast(-1e9, c.dtype))
-            pooled.append(tf.reduce_max(c, axis=1))
+        pooled = [masked_max(conv(x), keep) for conv in self.convs]
         return pooled[0] if len(pooled) == 1 else tf.concat(pooled, axis=-1)
 
     def compute_mask(self, x: Any, mask: Any = None) -> Any:
