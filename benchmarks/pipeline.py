@@ -89,8 +89,10 @@ def collect(proj: Path) -> dict[str, Any]:
                  for f in sorted((proj / "artifacts" / "tuned").glob("*.yaml"))}
     ens = json.loads((proj / "artifacts" / "ensemble" / "train.json").read_text())
     sections = (yaml.safe_load((proj / "params.yaml").read_text()) or {}).get("architectures", {})
-    recurrent = sorted(a for a in archs if a in sections and sections[a].get("cell", "lstm") in RECURRENT_CELLS)
-    return {"archs": archs, "recurrent": recurrent, "champion": {"arch": name, **archs.get(name, {})}, "metrics_sha256": digests,
+    recurrent = sorted(a for a in archs
+                       if a in sections and sections[a].get("cell", "lstm") in RECURRENT_CELLS)
+    return {"archs": archs, "recurrent": recurrent, "champion": {"arch": name, **archs.get(name, {})},
+            "metrics_sha256": digests,
             "tuning": decisions, "ensemble_members": ens.get("members"), "ensemble_selection": ens.get("selection")}
 
 

@@ -555,7 +555,8 @@ def test_char_branch_network_is_padding_invariant_survives_save_load_and_serves(
     vocab = config["vocab_size"]
     net = build_network(arch, vocab, idf=ngram_idf([r[:4][r[:4] != 0] for r in rows], vocab, arch.ngram_buckets),
                         char_idf=id_idf([r[4:] for r in rows], arch.char_ngram_buckets + 1), word_length=4)
-    assert {"split_ids", "char_embedding", "char_tfidf", "embedding", "ngram_embedding"} <= {la.name for la in net.layers}
+    names = {la.name for la in net.layers}
+    assert {"split_ids", "char_embedding", "char_tfidf", "embedding", "ngram_embedding"} <= names
     ids = front(tf.constant(["oil prices"])).numpy()
     padded = np.concatenate([ids, np.zeros((1, 9), dtype=ids.dtype)], axis=1)
     np.testing.assert_allclose(net(ids).numpy(), net(padded).numpy(), rtol=1e-6)
