@@ -87,9 +87,12 @@ class ArchConfig:
     # ngram_dim dimensions, averaged, and concatenated with the recurrent features.
     ngram_buckets: int = 0
     ngram_dim: int = 32
+    ngram_max: int = 2                  # the longest word n-gram hashed: 2 = bigrams, 3 = and trigrams
     # How the branch averages its n-grams: mean (each counts the same) or tfidf (each weighted by
-    # its inverse document frequency in the training split, then L2-normalised, as TF-IDF does).
-    ngram_weighting: Literal["mean", "tfidf"] = "mean"
+    # its inverse document frequency in the training split, then L2-normalised, as TF-IDF does),
+    # or nb: tfidf, and each of the ngram_dim (= 4, one per class) dimensions also scaled by the
+    # n-gram's Naive-Bayes log-count ratio for that class (NB-SVM, Wang & Manning 2012).
+    ngram_weighting: Literal["mean", "tfidf", "nb"] = "mean"
     pretrained_embeddings: bool = False  # start from the vectorizer's pre-trained word vectors
     # What the network reads: the shared word vocabulary's token ids, or (with cell: none) hashed
     # character n-grams of the lower-cased raw text, n from char_ngram_min to char_ngram_max, into
@@ -291,6 +294,7 @@ _ARCH_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "embed_dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "ngram_buckets": (lambda v: v >= 0, "an integer >= 0 (0 = no n-gram branch)"),
     "ngram_dim": (lambda v: v >= 1, "an integer >= 1"),
+    "ngram_max": (lambda v: v in (2, 3), "2 (bigrams) or 3 (bigrams and trigrams)"),
     "char_ngram_min": (lambda v: v >= 1, "an integer >= 1"),
     "char_ngram_max": (lambda v: 1 <= v <= 8, "an integer from 1 to 8"),
     "max_chars": (lambda v: v >= 1, "an integer >= 1"),
@@ -470,6 +474,9 @@ def config_from_dict(raw: Any) -> Config:
         if arch.cell == "none" and arch.pretrained_embeddings:
             raise ConfigError(f"architectures.{name}.pretrained_embeddings: cell none has no word "
                               "embedding to start from the pre-trained vectors; set it to false")
+        if arch.ngram_weighting == "nb" and arch.ngram_buckets > 0 and arch.ngram_dim != 4:
+            raise ConfigError(f"architectures.{name}.ngram_dim: ngram_weighting nb scales one dimension "
+                              f"per class, so it needs ngram_dim 4 (the 4 classes), not {arch.ngram_dim}")
         if arch.char_ngram_dim > 0 and cfg.vectorizer.max_length is None:
             raise ConfigError(f"architectures.{name}.char_ngram_dim: a char branch needs a word cap "
                               "(the words fill a fixed number of columns before the char n-grams); "

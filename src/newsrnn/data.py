@@ -124,6 +124,11 @@ class Datasets:
         return [r[:n] for r, n in zip(self._train[0], self._train[3])]
 
     @property
+    def train_labels(self) -> Any:
+        """The training split's class ids, in the order of ``train_rows``."""
+        return self._train[2]
+
+    @property
     def train_char_rows(self) -> list[Any]:
         """The training split's char n-gram id rows (a char branch's; else empty)."""
         if self.word_length is None:
@@ -215,28 +220,61 @@ def id_idf(rows: Any, size: int) -> Any:
     return idf
 
 
-def ngram_ids_np(row: Any, vocab_size: int, buckets: int) -> Any:
-    """NumPy twin of ``NgramIds`` for one unpadded row of token ids: its words and hashed bigrams."""
+def ngram_ids_np(row: Any, vocab_size: int, buckets: int, longest: int = 2) -> Any:
+    """NumPy twin of ``NgramIds`` for one unpadded row of token ids: its words and hashed
+    bigrams (and trigrams, ``longest`` 3)."""
     import numpy as np
 
     row = np.asarray(row, dtype=np.int64)
-    bigrams = vocab_size + (row[:-1] * 1000003 + row[1:]) % buckets
-    return np.concatenate([row, bigrams])
+    parts = [row, vocab_size + (row[:-1] * 1000003 + row[1:]) % buckets]
+    if longest >= 3:
+        parts.append(vocab_size + ((row[:-2] * 1000003 + row[1:-1]) * 1000003 + row[2:]) % buckets)
+    return np.concatenate(parts)
 
 
-def ngram_idf(rows: Any, vocab_size: int, buckets: int) -> Any:
-    """``id_idf`` of every word and hashed-bigram id over ``rows`` (unpadded token-id arrays of
+def ngram_idf(rows: Any, vocab_size: int, buckets: int, longest: int = 2) -> Any:
+    """``id_idf`` of every word and hashed n-gram id over ``rows`` (unpadded token-id arrays of
     the training split): the table ``IdfBag`` weighs with."""
-    return id_idf([ngram_ids_np(r, vocab_size, buckets) for r in rows], vocab_size + buckets)
+    return id_idf([ngram_ids_np(r, vocab_size, buckets, longest) for r in rows], vocab_size + buckets)
+
+
+def nb_ratios(rows: Any, labels: Any, size: int, n_classes: int = 4, alpha: float = 1.0) -> Any:
+    """Each id's Naive-Bayes log-count ratio for each class, (size, n_classes) float32:
+    ``log((p / |p|) / (q / |q|))`` with ``p`` the number of ``rows`` of the class holding the id
+    and ``q`` of the other rows, both plus ``alpha``. Positive: the id speaks for the class."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    df = np.zeros((n_classes, size), dtype=np.float64)
+    for k in range(n_classes):
+        held = [np.unique(r) for r, y in zip(rows, labels) if y == k]
+        if held:
+            df[k] = np.bincount(np.concatenate(held), minlength=size)
+    out = np.zeros((size, n_classes), dtype=np.float32)
+    for k in range(n_classes):
+        p = alpha + df[k]
+        q = alpha + df.sum(0) - df[k]
+        out[:, k] = np.log((p / p.sum()) / (q / q.sum()))
+    out[0] = 0.0
+    return out
 
 
 def idf_of(arch: ArchConfig, vocab_size: int, data: Datasets) -> Any:
-    """The n-gram idf table ``arch`` needs (ngram_weighting tfidf), from the training rows; else None."""
-    if arch.ngram_buckets == 0 or arch.ngram_weighting != "tfidf":
+    """The n-gram weights ``arch`` needs, from the training rows: for ngram_weighting tfidf the
+    idf table (size,), for nb (size, 1 + 4): the idf, then each class's ``nb_ratios``; else None."""
+    import numpy as np
+
+    if arch.ngram_buckets == 0 or arch.ngram_weighting == "mean":
         return None
     if arch.tokens == "char_ngrams":
-        return id_idf(data.train_rows, arch.ngram_buckets + 1)
-    return ngram_idf(data.train_rows, vocab_size, arch.ngram_buckets)
+        rows, size = data.train_rows, arch.ngram_buckets + 1
+    else:
+        rows = [ngram_ids_np(r, vocab_size, arch.ngram_buckets, arch.ngram_max) for r in data.train_rows]
+        size = vocab_size + arch.ngram_buckets
+    idf = id_idf(rows, size)
+    if arch.ngram_weighting == "tfidf":
+        return idf
+    return np.concatenate([idf[:, None], nb_ratios(rows, data.train_labels, size)], axis=1)
 
 
 def char_idf_of(arch: ArchConfig, data: Datasets) -> Any:

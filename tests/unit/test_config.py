@@ -57,7 +57,9 @@ def test_repo_params_load() -> None:
         ({"architectures.wide.pretrained_embeddings": True, "vectorizer.pretrain_dim": 16},
          "architectures.wide.pretrained_embeddings: cell none has no word embedding"),
         ({"architectures.wide.ngram_weighting": "bm25"},
-         "architectures.wide.ngram_weighting: expected one of 'mean', 'tfidf'"),
+         "architectures.wide.ngram_weighting: expected one of 'mean', 'tfidf', 'nb'"),
+        ({"architectures.lstm.ngram_weighting": "nb"},
+         "architectures.lstm.ngram_dim: ngram_weighting nb scales one dimension per class, so it needs ngram_dim 4"),
     ],
 )
 def test_bad_values_name_the_key(override: dict, message: str) -> None:

@@ -265,6 +265,22 @@ def test_ngram_idf_counts_documents_of_the_layers_ids() -> None:
     assert idf[5] == pytest.approx(np.log(4 / 2) + 1)
 
 
+def test_ngram_ids_with_trigrams_match_their_numpy_twin_and_ignore_padding() -> None:
+    from newsrnn.data import ngram_ids_np
+    from newsrnn.nn import layers
+
+    layer = layers.NgramIds(vocab_size=10, buckets=7, longest=3)
+    ids = layer(tf.constant([[2, 3, 4, 5, 0, 0], [6, 0, 0, 0, 0, 0]], tf.int64)).numpy()
+    assert ids.shape == (2, 6 + 5 + 4) == (2, layer.compute_output_shape((2, 6))[1])
+    got = ids[0][ids[0] != 0]
+    want = ngram_ids_np(np.array([2, 3, 4, 5]), 10, 7, longest=3)
+    assert sorted(got) == sorted(want) and len(want) == 4 + 3 + 2  # no n-gram touches padding
+    np.testing.assert_array_equal(want[-2:], 10 + ((np.array([2, 3]) * 1000003 + [3, 4]) * 1000003 + [4, 5]) % 7)
+    assert list(ids[1][ids[1] != 0]) == [6]  # one word: no bigram, no trigram
+    bigrams_only = layers.NgramIds(vocab_size=10, buckets=7)(tf.constant([[2, 3, 4]], tf.int64)).numpy()[0]
+    np.testing.assert_array_equal(bigrams_only, ngram_ids_np(np.array([2, 3, 4]), 10, 7))
+
+
 def test_wide_network_is_logistic_regression_on_tfidf(tmp_path: Path) -> None:
     """cell none + tfidf: softmax(W . tfidf(words and bigrams) + b), padding-invariant, saved with its idf."""
     import keras
@@ -296,10 +312,59 @@ def test_wide_network_is_logistic_regression_on_tfidf(tmp_path: Path) -> None:
     again = keras.saving.load_model(tmp_path / "w.keras", safe_mode=True)
     np.testing.assert_allclose(again.get_layer("ngram_tfidf").get_weights()[0], idf)
     np.testing.assert_allclose(again(padded).numpy(), net(padded).numpy(), rtol=1e-6)
-    with pytest.raises(ValueError, match="idf table of 20 entries"):
+    with pytest.raises(ValueError, match=r"a table of shape \(20,\)"):
         build_network(arch, 9)
     with pytest.raises(ValueError, match="ngram_buckets > 0"):
         build_network(ArchConfig(cell="none"), 9)
+
+
+def test_nb_ratios_are_the_log_count_ratios_of_each_class() -> None:
+    from newsrnn.data import nb_ratios
+
+    rows = [np.array([1, 2, 2]), np.array([2]), np.array([3]), np.array([1, 3])]
+    labels = np.array([0, 0, 1, 3])
+    r = nb_ratios(rows, labels, size=5, n_classes=4, alpha=1.0)
+    assert r.shape == (5, 4) and r.dtype == np.float32 and not r[0].any()  # padding: no weight
+    # Class 0 holds id 1 once, id 2 twice (in two texts), id 3 never; the others hold 1 once, 3 twice.
+    p = 1.0 + np.array([0, 1, 2, 0, 0])
+    q = 1.0 + np.array([0, 1, 0, 2, 0])
+    np.testing.assert_allclose(r[1:, 0], np.log((p / p.sum()) / (q / q.sum()))[1:], rtol=1e-6)
+    assert r[2, 0] > 0 > r[3, 0]  # id 2 speaks for class 0, id 3 against it
+    assert r[2, 2] < 0 and r[4, 2] == pytest.approx(np.log((1 / 5) / (1 / 11)))  # class 2 has no rows
+
+
+def test_nb_weighting_scales_each_class_dimension_by_its_ratio(tmp_path: Path) -> None:
+    """ngram_weighting nb: the tfidf bag, with dimension k of each n-gram's vector also scaled by
+    its class-k ratio; the ratios are saved with the model and padding changes nothing."""
+    import keras
+
+    from newsrnn.config import ArchConfig
+    from newsrnn.data import id_idf, nb_ratios, ngram_ids_np
+    from newsrnn.nn.networks import build_network
+
+    arch = ArchConfig(cell="none", ngram_buckets=11, ngram_dim=4, ngram_weighting="nb")
+    rows = [ngram_ids_np(r, 9, 11) for r in ([2, 3, 4], [2, 3], [5, 6, 7, 2], [8, 8])]
+    idf = id_idf(rows, 20)
+    ratio = nb_ratios(rows, [0, 1, 2, 3], 20)
+    table5 = np.concatenate([idf[:, None], ratio], axis=1)
+    net = build_network(arch, 9, idf=table5)
+    assert [w.name for w in net.trainable_weights] == ["embeddings", "kernel", "bias"]
+    assert net.count_params() == 20 * 4 + 4 * 4 + 4 + 20 * 5  # table, dense, idf + ratios (frozen)
+    table = net.get_layer("ngram_embedding").get_weights()[0]
+    kernel, bias = net.get_layer("probs").get_weights()
+    ids = ngram_ids_np(np.array([3, 2, 3, 6]), 9, 11)
+    bag = (idf[ids, None] * ratio[ids] * table[ids]).sum(0) / np.sqrt((idf[ids] ** 2).sum())
+    logits = bag @ kernel + bias
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    padded = np.array([[3, 2, 3, 6, 0, 0]])
+    np.testing.assert_allclose(net(padded[:, :4]).numpy()[0], expected, rtol=1e-5)
+    np.testing.assert_allclose(net(padded).numpy()[0], expected, rtol=1e-5)
+    net.save(tmp_path / "nb.keras")
+    again = keras.saving.load_model(tmp_path / "nb.keras", safe_mode=True)
+    np.testing.assert_allclose(again.get_layer("ngram_tfidf").get_weights()[1], ratio)
+    np.testing.assert_allclose(again(padded).numpy(), net(padded).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"a table of shape \(20, 5\)"):
+        build_network(arch, 9, idf=idf)
 
 
 def test_cosine_schedule_and_weight_decay_reach_the_optimizer() -> None:

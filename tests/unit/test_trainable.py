@@ -23,9 +23,12 @@ def _idf(settings: object) -> np.ndarray | None:
     from newsrnn.nn.networks import ngram_table_size
 
     arch = settings.arch  # type: ignore[attr-defined]
-    if arch.ngram_buckets == 0 or arch.ngram_weighting != "tfidf":
+    if arch.ngram_buckets == 0 or arch.ngram_weighting == "mean":
         return None
-    return np.linspace(0.0, 2.0, ngram_table_size(arch, VOCAB)).astype(np.float32)
+    idf = np.linspace(0.0, 2.0, ngram_table_size(arch, VOCAB)).astype(np.float32)
+    if arch.ngram_weighting == "nb":
+        return np.stack([idf] + [np.linspace(-1.0, 1.0, len(idf), dtype=np.float32)] * 4, axis=1)
+    return idf
 
 
 def _optimizer_config(network: object) -> dict:

@@ -46,33 +46,45 @@ def guard_ids(ids: Any, max_length: int | None) -> Any:
     first = tf.where(first == 0, tf.constant(OOV_ID, tf.int64), first)
     return tf.concat([first, ids[..., 1:]], axis=-1)
 
+
 @keras.saving.register_keras_serializable(package="newsrnn")
 class NgramIds(keras.layers.Layer):
-    """Token ids (batch, T) -> word and hashed word-bigram ids (batch, 2T - 1), 0 = none.
+    """Token ids (batch, T) -> word and hashed word-bigram ids (batch, 2T - 1), 0 = none; with
+    ``longest`` 3 the hashed trigrams follow (batch, 3T - 3).
 
     Words keep their ids (< vocab_size); the bigram of ids (a, b) becomes
-    ``vocab_size + (a * 1000003 + b) mod buckets``. A bigram touching padding is 0, so with a
-    masked average on top, right padding changes nothing.
+    ``vocab_size + (a * 1000003 + b) mod buckets``, the trigram (a, b, c)
+    ``vocab_size + ((a * 1000003 + b) * 1000003 + c) mod buckets``. An n-gram touching padding
+    is 0, so with a masked average on top, right padding changes nothing.
     """
 
-    def __init__(self, vocab_size: int = 1, buckets: int = 1, **kwargs: Any) -> None:
+    def __init__(self, vocab_size: int = 1, buckets: int = 1, longest: int = 2, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.buckets = buckets
+        self.longest = int(longest)
 
     def call(self, ids: Any) -> Any:
         ids = tf.cast(ids, tf.int64)
         left, right = ids[:, :-1], ids[:, 1:]
         hashed = self.vocab_size + tf.math.floormod(left * 1000003 + right, self.buckets)
-        bigrams = tf.where((left > 0) & (right > 0), hashed, tf.zeros_like(hashed))
-        return tf.concat([ids, bigrams], axis=1)
+        parts = [ids, tf.where((left > 0) & (right > 0), hashed, tf.zeros_like(hashed))]
+        if self.longest >= 3:
+            a, b, c = ids[:, :-2], ids[:, 1:-1], ids[:, 2:]
+            hashed = self.vocab_size + tf.math.floormod((a * 1000003 + b) * 1000003 + c, self.buckets)
+            parts.append(tf.where((a > 0) & (b > 0) & (c > 0), hashed, tf.zeros_like(hashed)))
+        return tf.concat(parts, axis=1)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         t = input_shape[1]
-        return (input_shape[0], None if t is None else max(1, 2 * t - 1))
+        if t is None:
+            return (input_shape[0], None)
+        return (input_shape[0], max(1, t + max(0, t - 1) + (max(0, t - 2) if self.longest >= 3 else 0)))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "vocab_size": self.vocab_size, "buckets": self.buckets}
+        return {**super().get_config(), "vocab_size": self.vocab_size, "buckets": self.buckets,
+                "longest": self.longest}
+
 
 def masked_max(x: Any, keep: Any = None) -> Any:
     """Max over time (axis 1) of (batch, time, dim) values; where ``keep`` (batch, time, 1) is
@@ -151,17 +163,29 @@ class IdfBag(keras.layers.Layer):
     from the training split and saved with the model); the sum is divided by the root of the
     summed squared weights. With vectors of size 4 and a softmax on top this is logistic
     regression on TF-IDF features. Padding (id 0) has idf 0, so it changes nothing.
+
+    ``classes`` > 0 (``ngram_weighting: nb``): a second non-trainable table, (size, classes),
+    holds each id's Naive-Bayes log-count ratio per class, and dimension k of an id's vector is
+    also scaled by its ratio for class k before the sum (NB-SVM: the features a class's logit
+    reads are scaled by how much each n-gram speaks for that class).
     """
 
-    def __init__(self, size: int = 1, **kwargs: Any) -> None:
+    def __init__(self, size: int = 1, classes: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.size = size
+        self.size, self.classes = size, int(classes)
         self.idf = self.add_weight(name="idf", shape=(size,), initializer="zeros", trainable=False)
+        self.ratio = None
+        if self.classes:
+            self.ratio = self.add_weight(name="nb_ratio", shape=(size, self.classes), initializer="zeros",
+                                         trainable=False)
 
     def call(self, inputs: Any, mask: Any = None) -> Any:
         ids, vectors = inputs
-        weights = tf.cast(tf.gather(self.idf, tf.cast(ids, tf.int64)), vectors.dtype)
+        ids = tf.cast(ids, tf.int64)
+        weights = tf.cast(tf.gather(self.idf, ids), vectors.dtype)
         norm = tf.sqrt(tf.reduce_sum(tf.square(weights), axis=1, keepdims=True)) + 1e-6
+        if self.ratio is not None:
+            vectors = vectors * tf.cast(tf.gather(self.ratio, ids), vectors.dtype)
         return tf.reduce_sum(vectors * (weights / norm)[:, :, None], axis=1)
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
@@ -171,7 +195,8 @@ class IdfBag(keras.layers.Layer):
         return (input_shape[1][0], input_shape[1][2])
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "size": self.size}
+        return {**super().get_config(), "size": self.size, "classes": self.classes}
+
 
 @keras.saving.register_keras_serializable(package="newsrnn", name="split_punctuation")
 def split_punctuation(text: Any) -> Any:

@@ -104,7 +104,8 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embe
 
     ``embeddings`` (vocab, >= embed_dim), required when ``arch.pretrained_embeddings``: the
     embedding table starts from its leading ``embed_dim`` columns and keeps training.
-    ``idf`` (``ngram_idf`` of the training rows), required when ``arch.ngram_weighting`` is tfidf.
+    ``idf`` (``data.idf_of`` the training rows), required when ``arch.ngram_weighting`` is tfidf
+    (the idf table) or nb (the idf, then the 4 classes' log-count ratios: (table, 5)).
     With a char branch (``arch.char_ngram_dim`` > 0) the ids are ``JoinedFront`` rows: the words
     in the first ``word_length`` columns, then the char n-grams, weighted by ``char_idf``.
     """
@@ -116,11 +117,15 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embe
         if embeddings.shape[0] != vocab_size or embeddings.shape[1] < arch.embed_dim:
             raise ValueError(f"pre-trained vectors of shape {tuple(embeddings.shape)} do not fit a "
                              f"vocabulary of {vocab_size} and embed_dim {arch.embed_dim}")
-    tfidf = arch.ngram_buckets > 0 and arch.ngram_weighting == "tfidf"
+    tfidf = arch.ngram_buckets > 0 and arch.ngram_weighting in ("tfidf", "nb")
+    nb = tfidf and arch.ngram_weighting == "nb"
     table = ngram_table_size(arch, vocab_size)
-    if tfidf and (idf is None or len(idf) != table):
-        raise ValueError(f"ngram_weighting tfidf needs an idf table of {table} "
-                         f"entries (idf of the training rows); got {None if idf is None else len(idf)}")
+    shape = (table, 1 + N_CLASSES) if nb else (table,)
+    if tfidf and (idf is None or tuple(idf.shape) != shape):
+        raise ValueError(f"ngram_weighting {arch.ngram_weighting} needs a table of shape {shape} "
+                         f"(data.idf_of the training rows); got {None if idf is None else tuple(idf.shape)}")
+    if nb and arch.ngram_dim != N_CLASSES:
+        raise ValueError(f"ngram_weighting nb needs ngram_dim {N_CLASSES} (one per class), not {arch.ngram_dim}")
     if arch.cell == "none" and arch.ngram_buckets == 0:
         raise ValueError("cell none needs ngram_buckets > 0: the n-gram branch is the whole network")
     if arch.tokens == "char_ngrams" and arch.cell != "none":
@@ -142,13 +147,13 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embe
     if arch.ngram_buckets > 0:
         # Char fronts hand over n-gram ids already; word ids get their hashed bigrams here.
         ngram_ids = (word_ids if arch.tokens == "char_ngrams" else
-                     layers.NgramIds(vocab_size, arch.ngram_buckets, name="ngram_ids")(word_ids))
+                     layers.NgramIds(vocab_size, arch.ngram_buckets, arch.ngram_max, name="ngram_ids")(word_ids))
         bag = keras.layers.Embedding(table, arch.ngram_dim, mask_zero=True,
                                      name="ngram_embedding")(ngram_ids)
         if tfidf:
-            weigher = layers.IdfBag(table, name="ngram_tfidf")
+            weigher = layers.IdfBag(table, classes=N_CLASSES if nb else 0, name="ngram_tfidf")
             bag = weigher([ngram_ids, bag])
-            weigher.set_weights([idf])
+            weigher.set_weights([idf[:, 0], idf[:, 1:]] if nb else [idf])
         else:
             bag = keras.layers.GlobalAveragePooling1D(name="ngram_mean")(bag)
         features.append(bag)
