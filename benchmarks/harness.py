@@ -295,6 +295,9 @@ def run_newsrnn(cfg: Any, arch_name: str, work: Path, target: float | None, eval
     for ids, labels in test_ds:
         correct += int(np.sum(network(ids, training=False).numpy().argmax(-1) == labels.numpy()))
     test_acc = correct / len(test_df)
+    if not clock.epoch_train_s:  # solver lbfgs: no Keras epochs ran, one fit instead
+        clock.epoch_train_s = [r["epoch_seconds"] for r in history]
+        clock.train_s += sum(clock.epoch_train_s)
     first = clock.epoch_train_s[0]
     mean = sum(clock.epoch_train_s) / len(clock.epoch_train_s)
     result = {

@@ -24,7 +24,7 @@ def probabilities(work: Path, prepared: Path, names: list[str], params: Path) ->
     """``{name: {"val": probs, "test": probs}}``, computed once per saved model and cached."""
     import numpy as np
 
-    from newsrnn.config import load_config
+    from newsrnn.config import ArchConfig, load_config
     from newsrnn.data import load_splits, texts_of
     from newsrnn.predictor import Predictor
 
@@ -40,7 +40,10 @@ def probabilities(work: Path, prepared: Path, names: list[str], params: Path) ->
             if not (model_dir / "model.keras").exists():
                 raise SystemExit(f"member_search: {model_dir}: no saved model (run benchmarks/explore.py "
                                  f"with a plan entry named {name!r} first)")
-            arch = cfg.candidate(name.rsplit("_s", 1)[0])
+            prefix = name.rsplit("_s", 1)[0]
+            # A variant explored under a name of its own (e.g. widenb: wide with nb weighting)
+            # reads what a section's default reads, title + description.
+            arch = cfg.candidate(prefix) if prefix in cfg.architectures else ArchConfig()
             pred = Predictor.from_path(model_dir, max_batch=len(test_df))
             np.savez(path, val=pred.predict_proba(list(texts_of(val_df, arch))),
                      test=pred.predict_proba(list(texts_of(test_df, arch))))

@@ -88,6 +88,11 @@ class ArchConfig:
     ngram_buckets: int = 0
     ngram_dim: int = 32
     ngram_max: int = 2                  # the longest word n-gram hashed: 2 = bigrams, 3 = and trigrams
+    # How the weights are fitted: adam (the epoch loop) or, for a linear model (cell: none,
+    # ngram_dim 4, tfidf or nb weighting), lbfgs: one-vs-rest L2 logistic regression solved
+    # exactly (convex.py), l2_c the inverse regularisation strength (scikit-learn's C).
+    solver: Literal["adam", "lbfgs"] = "adam"
+    l2_c: float = 4.0
     # How the branch averages its n-grams: mean (each counts the same) or tfidf (each weighted by
     # its inverse document frequency in the training split, then L2-normalised, as TF-IDF does),
     # or nb: tfidf, and each of the ngram_dim (= 4, one per class) dimensions also scaled by the
@@ -165,6 +170,7 @@ class TuneConfig:
     units: tuple[int, ...] = (16, 32, 64)
     learning_rate: tuple[float, float] = (0.0005, 0.005)
     dropout: tuple[float, float] = (0.0, 0.4)
+    l2_c: tuple[float, float] = (0.5, 16.0)  # solver lbfgs architectures: their only tuned value
     pruning: bool = True
 
 
@@ -295,6 +301,7 @@ _ARCH_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "ngram_buckets": (lambda v: v >= 0, "an integer >= 0 (0 = no n-gram branch)"),
     "ngram_dim": (lambda v: v >= 1, "an integer >= 1"),
     "ngram_max": (lambda v: v in (2, 3), "2 (bigrams) or 3 (bigrams and trigrams)"),
+    "l2_c": (lambda v: v > 0, "a number > 0"),
     "char_ngram_min": (lambda v: v >= 1, "an integer >= 1"),
     "char_ngram_max": (lambda v: 1 <= v <= 8, "an integer from 1 to 8"),
     "max_chars": (lambda v: v >= 1, "an integer >= 1"),
@@ -474,6 +481,10 @@ def config_from_dict(raw: Any) -> Config:
         if arch.cell == "none" and arch.pretrained_embeddings:
             raise ConfigError(f"architectures.{name}.pretrained_embeddings: cell none has no word "
                               "embedding to start from the pre-trained vectors; set it to false")
+        if arch.solver == "lbfgs" and (arch.cell != "none" or arch.ngram_dim != 4 or arch.dropout > 0
+                                       or arch.ngram_weighting == "mean"):
+            raise ConfigError(f"architectures.{name}.solver: lbfgs fits a linear model: it needs cell none, "
+                              "ngram_dim 4, dropout 0 and ngram_weighting tfidf or nb")
         if arch.ngram_weighting == "nb" and arch.ngram_buckets > 0 and arch.ngram_dim != 4:
             raise ConfigError(f"architectures.{name}.ngram_dim: ngram_weighting nb scales one dimension "
                               f"per class, so it needs ngram_dim 4 (the 4 classes), not {arch.ngram_dim}")
@@ -533,7 +544,7 @@ def config_to_dict(cfg: Any) -> Any:
 # --------------------------------------------------------------------------- effective settings
 
 # What a tuned file (artifacts/tuned/<arch>.yaml) may set: the search space of ``tune``.
-TUNABLE = ("batch_size", "embed_dim", "units", "learning_rate", "dropout")
+TUNABLE = ("batch_size", "embed_dim", "units", "learning_rate", "dropout", "l2_c")
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ class Datasets:
         import tensorflow as tf
 
         arch = settings.arch
+        self.arch = arch
         self.tf = tf
         self.train_cfg = settings.train
         self.seed = settings.seed

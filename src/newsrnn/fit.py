@@ -83,9 +83,18 @@ def fit_epochs(
 ) -> tuple[Any, list[dict[str, float]], int]:
     """Train epoch by epoch with early stopping on val accuracy; resume from ``checkpoint_dir``.
 
-    Returns (network with the best weights, history rows, best epoch index).
+    Returns (network with the best weights, history rows, best epoch index). An architecture
+    with ``solver: lbfgs`` is fitted by ``convex.fit_convex`` instead (one step, no epochs).
     """
     import keras
+
+    if data.arch.solver == "lbfgs":
+        from newsrnn.convex import fit_convex
+
+        network, history, best_epoch = fit_convex(network, data, data.arch.l2_c)
+        if on_epoch_end is not None:
+            on_epoch_end(0, history[0])
+        return network, history, best_epoch
 
     history: list[dict[str, float]] = []
     best_acc, best_epoch, wait, start = -1.0, -1, 0, 0

@@ -111,6 +111,8 @@ def create_study(cfg: Config, name: str, storage_url: str) -> Any:
 def own_point(cfg: Config, arch_name: str) -> dict[str, Any]:
     """The architecture's own values of the tunable parameters (what ``train`` uses untuned)."""
     own = resolve(cfg, arch_name)
+    if own.arch.solver == "lbfgs":  # a convex fit: no batches, rate or dropout, only its strength
+        return {"l2_c": own.arch.l2_c}
     point = {"batch_size": own.batch_size, "embed_dim": own.arch.embed_dim, "units": own.arch.units,
              "learning_rate": own.learning_rate, "dropout": own.arch.dropout}
     if own.arch.cell == "none":  # a network without RNN has no embed_dim or units
@@ -128,7 +130,9 @@ def space(cfg: Config, arch_name: str) -> dict[str, tuple[str, Any]]:
     for key in ("batch_size", "embed_dim", "units"):
         if key in own:
             out[key] = ("choice", tuple(sorted(set(getattr(t, key)) | {own[key]})))
-    for key, kind in (("learning_rate", "log"), ("dropout", "linear")):
+    for key, kind in (("learning_rate", "log"), ("dropout", "linear"), ("l2_c", "log")):
+        if key not in own:
+            continue
         low, high = getattr(t, key)
         out[key] = (kind, (min(low, own[key]), max(high, own[key])))
     return out

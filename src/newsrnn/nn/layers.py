@@ -250,6 +250,33 @@ class CharNgramIds(keras.layers.Layer):
                 "max_n": self.max_n, "max_chars": self.max_chars}
 
 @keras.saving.register_keras_serializable(package="newsrnn")
+class WordNgramIds(keras.layers.Layer):
+    """Raw strings (batch,) -> hashed word 1- to ``max_n``-gram ids (batch, L), right-padded with 0.
+
+    The front end of ``tokens: word_ngrams`` networks, in place of the word vectorizer: the text
+    is lower-cased, every punctuation mark set apart as a token of its own (as
+    ``split_punctuation``), split on whitespace, and each n-gram of up to ``max_n`` tokens of the
+    first ``max_words`` is hashed (``tf.strings.to_hash_bucket_fast``) into ids 1..buckets. Unlike
+    the vocabulary it keeps every word, however rare, and the punctuation.
+    """
+
+    def __init__(self, buckets: int = 1, max_n: int = 2, max_words: int = 256, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.buckets, self.max_n, self.max_words = int(buckets), int(max_n), int(max_words)
+
+    def call(self, text: Any) -> Any:
+        text = split_punctuation(tf.convert_to_tensor(text, tf.string))
+        tokens = tf.strings.split(text)[:, : self.max_words]
+        grams = tf.strings.ngrams(tokens, ngram_width=tuple(range(1, self.max_n + 1)), separator=" ")
+        ids = tf.strings.to_hash_bucket_fast(grams, self.buckets) + 1
+        return ids.to_tensor(0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "buckets": self.buckets, "max_n": self.max_n,
+                "max_words": self.max_words}
+
+
+@keras.saving.register_keras_serializable(package="newsrnn")
 class JoinIds(keras.layers.Layer):
     """[word ids, char n-gram ids] -> one id row per text: the words right-padded (or cut) to
     ``word_length`` columns, then the char n-gram ids.
