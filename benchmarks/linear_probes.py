@@ -11,7 +11,7 @@ newsrnn's vectorizer does. The 2026-12-01 settings search (a51f158) ran this to 
     python benchmarks/linear_probes.py --work /tmp/newsrnn-explore/tok20000_len128_pt128 --probs /tmp/probs
 
 ``--work`` is a directory with ``prepared/`` and ``vectorizer/`` (as benchmarks/explore.py makes).
-scikit-learn comes with MLflow; it is not a dependency of newsrnn itself.
+scikit-learn is a dependency of newsrnn (``solver: lbfgs``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,13 @@ import re
 import time
 from pathlib import Path
 from typing import Any
+
+PUNCT_WORDS = r"[\w']+|[^\w\s]"  # scikit-learn token pattern: words, and punctuation marks as tokens
+
+
+def raw_text(df: Any) -> list[str]:
+    """Title and description of each row, joined with a space (what newsrnn's models read)."""
+    return list((df["title"] + " " + df["description"]).astype(str))
 
 
 def main() -> None:
@@ -38,17 +45,14 @@ def main() -> None:
     splits = load_splits(args.work / "prepared")
     vocab = set((args.work / "vectorizer" / "vocab.txt").read_text(encoding="utf-8").split("\n"))
 
-    def raw(df: Any) -> list[str]:
-        return list((df["title"] + " " + df["description"]).astype(str))
-
     def in_vocab(df: Any) -> list[str]:  # about what newsrnn's word vectorizer keeps
-        return [" ".join(w for w in re.sub(r"[^\w\s]", "", t.lower()).split() if w in vocab) for t in raw(df)]
+        return [" ".join(w for w in re.sub(r"[^\w\s]", "", t.lower()).split() if w in vocab) for t in raw_text(df)]
 
     probes = {
-        "word12": (raw, dict(ngram_range=(1, 2))),
-        "word12_punct": (raw, dict(ngram_range=(1, 2), token_pattern=r"[\w']+|[^\w\s]")),
-        "char_wb25": (raw, dict(analyzer="char_wb", ngram_range=(2, 5))),
-        "char15": (raw, dict(analyzer="char", ngram_range=(1, 5))),
+        "word12": (raw_text, dict(ngram_range=(1, 2))),
+        "word12_punct": (raw_text, dict(ngram_range=(1, 2), token_pattern=PUNCT_WORDS)),
+        "char_wb25": (raw_text, dict(analyzer="char_wb", ngram_range=(2, 5))),
+        "char15": (raw_text, dict(analyzer="char", ngram_range=(1, 5))),
         "char_wb25_vocab_only": (in_vocab, dict(analyzer="char_wb", ngram_range=(2, 5))),
     }
     for name, (texts, kwargs) in probes.items():

@@ -11,7 +11,7 @@ member (the probes have no randomness; the seed only pairs them with the saved m
     python benchmarks/nb_probe.py --work /tmp/newsrnn-explore \
         --prepared /tmp/newsrnn-explore/tok20000_len128_pt128/prepared
 
-scikit-learn comes with MLflow; it is not a dependency of newsrnn itself.
+scikit-learn is a dependency of newsrnn (``solver: lbfgs``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-PUNCT_WORDS = r"[\w']+|[^\w\s]"  # words, and punctuation marks as tokens
+from linear_probes import PUNCT_WORDS, raw_text  # benchmarks/linear_probes.py, beside this script
+
 PROBES = {
     "nbsvm_w12": dict(ngram_range=(1, 2), token_pattern=PUNCT_WORDS),
     "nbsvm_w13": dict(ngram_range=(1, 3), token_pattern=PUNCT_WORDS),
@@ -76,7 +77,7 @@ def main() -> None:
     if not (args.prepared / "train.parquet").exists():
         sys.exit(f"nb_probe: --prepared {args.prepared}: no train.parquet (run newsrnn prepare or explore.py first)")
     splits = load_splits(args.prepared)
-    texts = [list((df["title"] + " " + df["description"]).astype(str)) for df in splits]
+    texts = [raw_text(df) for df in splits]
     labels = [df["label"].to_numpy() for df in splits]
     (args.work / "probs").mkdir(parents=True, exist_ok=True)
     for name in names:

@@ -20,8 +20,9 @@ from newsrnn.errors import ConfigError
 # wide is no RNN: a TF-IDF-weighted bag of words and hashed bigrams, the linear model a user would
 # otherwise pick instead; it is cheap, and as an ensemble member it errs differently from the RNNs.
 # wide_char is the same over hashed character n-grams of the raw text (case and punctuation kept
-# apart from the word vocabulary): the member that errs most differently.
-KNOWN_ARCHS = ("rnn_title", "rnn", "lstm", "bilstm", "gru", "cnn", "wide", "wide_char")
+# apart from the word vocabulary): the member that errs most differently. wide_word is NB-SVM over
+# hashed word 1- to 3-grams of the raw text (every word, punctuation as words), solved exactly.
+KNOWN_ARCHS = ("rnn_title", "rnn", "lstm", "bilstm", "gru", "cnn", "wide", "wide_char", "wide_word")
 CLASS_NAMES = ("World", "Sports", "Business", "Sci/Tech")
 # The cells that make a network recurrent (``conv`` is a word CNN, ``none`` a linear model).
 RECURRENT_CELLS = ("simple_rnn", "lstm", "gru")
@@ -101,8 +102,11 @@ class ArchConfig:
     pretrained_embeddings: bool = False  # start from the vectorizer's pre-trained word vectors
     # What the network reads: the shared word vocabulary's token ids, or (with cell: none) hashed
     # character n-grams of the lower-cased raw text, n from char_ngram_min to char_ngram_max, into
-    # ngram_buckets ids; only the first max_chars characters count.
-    tokens: Literal["words", "char_ngrams"] = "words"
+    # ngram_buckets ids (only the first max_chars characters count), or hashed word n-grams of the
+    # raw text, n from 1 to ngram_max, punctuation marks as words, no vocabulary and so no word
+    # left out (only the first max_words words count).
+    tokens: Literal["words", "char_ngrams", "word_ngrams"] = "words"
+    max_words: int = 256
     char_ngram_min: int = 2
     char_ngram_max: int = 5
     max_chars: int = 1000
@@ -305,6 +309,7 @@ _ARCH_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "char_ngram_min": (lambda v: v >= 1, "an integer >= 1"),
     "char_ngram_max": (lambda v: 1 <= v <= 8, "an integer from 1 to 8"),
     "max_chars": (lambda v: v >= 1, "an integer >= 1"),
+    "max_words": (lambda v: v >= 1, "an integer >= 1"),
     "char_ngram_dim": (lambda v: v >= 0, "an integer >= 0 (0 = no char branch)"),
     "char_ngram_buckets": (lambda v: v >= 1, "an integer >= 1"),
     "batch_size": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
@@ -420,13 +425,13 @@ def _build_archs(raw: Any, path: str) -> dict[str, ArchConfig]:
                 f"{path}.{name}: unknown architecture; known: {', '.join(KNOWN_ARCHS)}"
             )
         arch = out[name] = _build(ArchConfig, section, f"{path}.{name}")
-        if arch.tokens == "char_ngrams":
+        if arch.tokens != "words":
             if arch.cell != "none" or arch.ngram_buckets == 0 or arch.pretrained_embeddings:
-                raise ConfigError(f"{path}.{name}.tokens: char_ngrams needs cell: none, ngram_buckets > 0 "
+                raise ConfigError(f"{path}.{name}.tokens: {arch.tokens} needs cell: none, ngram_buckets > 0 "
                                   "and no pretrained_embeddings (the n-gram bag is the whole network)")
             if arch.char_ngram_dim > 0:
                 raise ConfigError(f"{path}.{name}.char_ngram_dim: a char branch is for tokens: words "
-                                  "(tokens char_ngrams reads char n-grams already); set it to 0")
+                                  f"(tokens {arch.tokens} reads its own n-grams); set it to 0")
         if arch.cell == "conv":
             if not arch.conv_widths or min(arch.conv_widths) < 1:
                 raise ConfigError(f"{path}.{name}.conv_widths: list one or more window widths of at least 1 "

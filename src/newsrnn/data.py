@@ -199,6 +199,10 @@ def build_front(arch: ArchConfig, vectorizer: Any, vec_config: dict[str, Any]) -
         from newsrnn.nn.networks import char_front, char_front_max_length
 
         return char_front(arch), char_front_max_length(arch), arch.ngram_buckets + 1
+    if arch.tokens == "word_ngrams":
+        from newsrnn.nn.networks import word_ngram_front, word_ngram_front_max_length
+
+        return word_ngram_front(arch), word_ngram_front_max_length(arch), arch.ngram_buckets + 1
     if arch.char_ngram_dim > 0:
         from newsrnn.nn.networks import JoinedFront
 
@@ -267,7 +271,7 @@ def idf_of(arch: ArchConfig, vocab_size: int, data: Datasets) -> Any:
 
     if arch.ngram_buckets == 0 or arch.ngram_weighting == "mean":
         return None
-    if arch.tokens == "char_ngrams":
+    if arch.tokens != "words":  # the front hashed the n-grams already
         rows, size = data.train_rows, arch.ngram_buckets + 1
     else:
         rows = [ngram_ids_np(r, vocab_size, arch.ngram_buckets, arch.ngram_max) for r in data.train_rows]

@@ -41,13 +41,18 @@ def member_dirs(cfg: Config, models_root: str | Path = "artifacts/models") -> li
 
 
 def _front_kind(model: Any) -> str:
-    """``words`` (the shared TextVectorization), ``chars`` (a CharNgramIds front end) or
-    ``joined`` (words then char n-grams: a char branch's ``JoinedFront``)."""
+    """``words`` (the shared TextVectorization), ``chars`` (a CharNgramIds front end),
+    ``joined`` (words then char n-grams: a char branch's ``JoinedFront``) or ``word_ngrams``
+    (a WordNgramIds front end)."""
+    from newsrnn.nn.layers import WordNgramIds
     from newsrnn.nn.networks import JoinedFront, is_char_front
 
     if JoinedFront.from_model(model) is not None:
         return "joined"
-    return "chars" if is_char_front(model.get_layer("vectorizer")) else "words"
+    front = model.get_layer("vectorizer")
+    if isinstance(front, WordNgramIds):
+        return "word_ngrams"
+    return "chars" if is_char_front(front) else "words"
 
 
 def _word_settings(vec: Any, guard: Any) -> dict[str, Any]:
@@ -59,6 +64,10 @@ def _char_settings(front: Any) -> dict[str, Any]:
     return {k: v for k, v in front.get_config().items() if k in ("buckets", "min_n", "max_n", "max_chars")}
 
 
+def _hashed_word_settings(front: Any) -> dict[str, Any]:
+    return {k: v for k, v in front.get_config().items() if k in ("buckets", "max_n", "max_words")}
+
+
 def _front_settings(model: Any) -> dict[str, Any]:
     """What two members of one front kind must agree on to share their front end."""
     from newsrnn.nn.networks import JoinedFront
@@ -68,6 +77,8 @@ def _front_settings(model: Any) -> dict[str, Any]:
         joined = JoinedFront.from_model(model)
         return {**_word_settings(joined.words, joined.word_guard), **_char_settings(joined.chars)}
     vec, guard = model.get_layer("vectorizer"), model.get_layer("guard_ids")
+    if kind == "word_ngrams":
+        return _hashed_word_settings(vec)
     return _word_settings(vec, guard) if kind == "words" else _char_settings(vec)
 
 
@@ -77,7 +88,8 @@ def build_ensemble(models: list[Any]) -> Any:
     Members that read words share the first one's vectorizer; their networks are wrapped in an
     inner ``ensemble_network`` (ids -> probabilities), so an all-word ensemble has the shape of a
     single architecture: vectorizer, guard, network. Members with a char branch (``joined``)
-    form the next part, members that read only character n-grams the last; a part after the
+    form the next part, members that read only character n-grams the next, members that hash
+    their own word n-grams (``word_ngrams``) the last; a part after the
     first gets renamed copies of its front layers (``guard_ids_1``, ``char_vectorizer_1``,
     ``join_ids_1``, ``vectorizer_2`` ...; the word vectorizer, with its vocabulary, is shared)
     and its own ``ensemble_network_K``. A ``mean_probs`` layer weighs each part's mean by its
@@ -111,7 +123,7 @@ def build_ensemble(models: list[Any]) -> Any:
     text = keras.Input(shape=(), dtype="string", name="text")
     parts, counts = [], []
     word_vec = None  # the word vectorizer once a part has it: shared, not copied
-    for i, kind in enumerate(k for k in ("words", "joined", "chars") if k in groups):
+    for i, kind in enumerate(k for k in ("words", "joined", "chars", "word_ngrams") if k in groups):
         members, sfx = groups[kind], "" if i == 0 else f"_{i}"
         ids = keras.Input(shape=(None,), dtype="int64", name=f"token_ids{sfx}")
         outputs = [m.layers[-1](ids) for m in members]

@@ -543,6 +543,75 @@ def test_ensemble_of_word_and_char_members_is_the_mean_of_all(tmp_path: Path) ->
         build_ensemble([members[0], members[2], odd])
 
 
+def _word_ngram_arch(**kw: object) -> object:
+    from newsrnn.config import ArchConfig
+
+    base = dict(cell="none", tokens="word_ngrams", ngram_buckets=89, ngram_dim=4, ngram_weighting="tfidf",
+                ngram_max=3, max_words=6)
+    return ArchConfig(**{**base, **kw})
+
+
+def test_word_ngram_ids_hash_every_word_and_punctuation_of_the_raw_text() -> None:
+    from newsrnn.nn.networks import word_ngram_front, word_ngram_front_max_length
+
+    front = word_ngram_front(_word_ngram_arch())
+    ids = front(tf.constant(["Oil, up", "oil , UP", "", "a b c d e f g h", "zyzzyva"])).numpy()
+    # "oil , up": 3 words (the comma is one), 2 bigrams, 1 trigram; case and spacing do not matter.
+    assert (ids[0] != 0).sum() == 6 and ids[0].tolist() == ids[1].tolist()
+    assert ids[0][:6].min() >= 1 and ids.max() <= 89
+    assert (ids[2] == 0).all()  # an empty text gives no n-gram (the guard makes it one unknown id)
+    # Only the first max_words=6 words count: 6 + 5 + 4 n-grams, the guard's cap.
+    assert (ids[3] != 0).sum() == 15 == word_ngram_front_max_length(_word_ngram_arch())
+    assert (ids[4] != 0).sum() == 1  # a word no vocabulary holds still has its own id
+    for row in ids:  # right-padded
+        n = int((row != 0).sum())
+        assert (row[:n] != 0).all() and (row[n:] == 0).all()
+
+
+def test_ensemble_with_a_word_ngram_member_is_the_mean_of_all(tmp_path: Path) -> None:
+    from newsrnn.config import ArchConfig
+    from newsrnn.data import id_idf
+    from newsrnn.ensemble import build_ensemble
+    from newsrnn.fileio import atomic_dir
+    from newsrnn.modelio import load_text_model, save_text_model
+    from newsrnn.nn.networks import (
+        build_network,
+        build_text_model,
+        char_front,
+        char_front_max_length,
+        word_ngram_front,
+        word_ngram_front_max_length,
+    )
+    from newsrnn.predictor import Predictor, model_parts
+    from newsrnn.vectorize import build_vectorizer
+
+    vec, config = build_vectorizer(_vectorizer_dir(tmp_path))
+    words = build_text_model(vec, build_network(ArchConfig(cell="gru", embed_dim=4, units=3), config["vocab_size"],
+                                                name="w_network"), config["max_length"])
+    chars = _char_arch(ngram_weighting="mean")
+    char_model = build_text_model(char_front(chars), build_network(chars, 98, name="c_network"),
+                                  char_front_max_length(chars))
+    hashed = _word_ngram_arch()
+    front = word_ngram_front(hashed)
+    rows = [r[r != 0] for r in front(tf.constant(["oil prices up", "cup final"])).numpy()]
+    net = build_network(hashed, 90, idf=id_idf(rows, 90), name="h_network")
+    hashed_model = build_text_model(front, net, word_ngram_front_max_length(hashed))
+    members = [words, char_model, hashed_model]
+    with atomic_dir(tmp_path / "ens") as d:
+        save_text_model(build_ensemble(members), d)
+    loaded = load_text_model(tmp_path / "ens")
+    assert [p[3] for p in model_parts(loaded)] == [1, 1, 1]  # words, chars, word n-grams: three parts
+    texts = ["Oil market!", "cup final team wins", "", "oil " * 40]
+    expected = np.mean([m(tf.constant(texts)).numpy() for m in members], axis=0)
+    np.testing.assert_allclose(loaded(tf.constant(texts)).numpy(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(Predictor(loaded).predict_proba(texts), expected, rtol=1e-5, atol=1e-6)
+    other = _word_ngram_arch(ngram_buckets=50)
+    odd = build_text_model(word_ngram_front(other), build_network(other, 51, idf=np.ones(51, np.float32),
+                                                                  name="odd_network"), 15)
+    with pytest.raises(ArtifactError, match="another buckets"):
+        build_ensemble([hashed_model, odd])
+
+
 def test_char_tokens_need_a_bag_network() -> None:
     from newsrnn.config import config_from_dict
     from newsrnn.errors import ConfigError
@@ -555,6 +624,10 @@ def test_char_tokens_need_a_bag_network() -> None:
     raw["architectures"]["wide"]["cell"] = "gru"
     with pytest.raises(ConfigError, match="architectures.wide.tokens: char_ngrams needs cell: none"):
         config_from_dict(raw)
+    raw["architectures"]["wide"]["tokens"] = "word_ngrams"
+    with pytest.raises(ConfigError, match="architectures.wide.tokens: word_ngrams needs cell: none"):
+        config_from_dict(raw)
+    raw["architectures"]["wide"]["tokens"] = "char_ngrams"
     raw["architectures"]["wide"].update(cell="none", char_ngram_min=4, char_ngram_max=3)
     with pytest.raises(ConfigError, match="char_ngram_min: 4 is above char_ngram_max 3"):
         config_from_dict(raw)

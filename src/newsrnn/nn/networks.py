@@ -40,6 +40,11 @@ def char_front(arch: ArchConfig, name: str = "vectorizer") -> Any:
     return layers.CharNgramIds(buckets, arch.char_ngram_min, arch.char_ngram_max, arch.max_chars, name=name)
 
 
+def word_ngram_front(arch: ArchConfig, name: str = "vectorizer") -> Any:
+    """The ``tokens: word_ngrams`` front end, where the word vectorizer would be."""
+    return layers.WordNgramIds(arch.ngram_buckets, arch.ngram_max, arch.max_words, name=name)
+
+
 def is_char_front(layer: Any) -> bool:
     """Whether a front end reads char n-grams (alone, or after the words: ``JoinedFront``)."""
     return isinstance(layer, (layers.CharNgramIds, JoinedFront))
@@ -86,14 +91,20 @@ def char_front_max_length(arch: ArchConfig) -> int:
     return sum(max(0, arch.max_chars - n + 1) for n in range(arch.char_ngram_min, arch.char_ngram_max + 1))
 
 
+def word_ngram_front_max_length(arch: ArchConfig) -> int:
+    """The most n-gram ids a text can give a word n-gram front: the guard's cap."""
+    return sum(max(0, arch.max_words - n + 1) for n in range(1, arch.ngram_max + 1))
+
+
 def parts_mean(counts: tuple[int, ...]) -> Any:
     """A PartsMean layer (the ensemble's combiner when members read different front ends)."""
     return layers.PartsMean(counts=counts, name="mean_probs")
 
 
 def ngram_table_size(arch: ArchConfig, vocab_size: int) -> int:
-    """Rows of the n-gram embedding (and idf) table: words + bigram buckets, or 1 + char buckets."""
-    if arch.tokens == "char_ngrams":
+    """Rows of the n-gram embedding (and idf) table: words + bigram buckets, or 1 + the buckets
+    of a front that hashes its own n-grams (char or word)."""
+    if arch.tokens != "words":
         return arch.ngram_buckets + 1
     return vocab_size + arch.ngram_buckets
 
@@ -128,8 +139,8 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embe
         raise ValueError(f"ngram_weighting nb needs ngram_dim {N_CLASSES} (one per class), not {arch.ngram_dim}")
     if arch.cell == "none" and arch.ngram_buckets == 0:
         raise ValueError("cell none needs ngram_buckets > 0: the n-gram branch is the whole network")
-    if arch.tokens == "char_ngrams" and arch.cell != "none":
-        raise ValueError("tokens char_ngrams needs cell none: a char n-gram bag has no word sequence to recur over")
+    if arch.tokens != "words" and arch.cell != "none":
+        raise ValueError(f"tokens {arch.tokens} needs cell none: an n-gram bag has no word sequence to recur over")
 
     char_table = arch.char_ngram_buckets + 1
     if arch.char_ngram_dim > 0 and (char_idf is None or len(char_idf) != char_table or not word_length):
@@ -145,8 +156,8 @@ def build_network(arch: ArchConfig, vocab_size: int, name: str = "network", embe
     if arch.cell != "none":
         features.append(_recurrent_features(arch, vocab_size, word_ids, embeddings))
     if arch.ngram_buckets > 0:
-        # Char fronts hand over n-gram ids already; word ids get their hashed bigrams here.
-        ngram_ids = (word_ids if arch.tokens == "char_ngrams" else
+        # Char and word n-gram fronts hand over n-gram ids already; word ids get their hashed n-grams here.
+        ngram_ids = (word_ids if arch.tokens != "words" else
                      layers.NgramIds(vocab_size, arch.ngram_buckets, arch.ngram_max, name="ngram_ids")(word_ids))
         bag = keras.layers.Embedding(table, arch.ngram_dim, mask_zero=True,
                                      name="ngram_embedding")(ngram_ids)
