@@ -25,14 +25,14 @@ def test_two_runs_give_identical_metrics_files(prepared: dict[str, Path], monkey
         root = prepared["root"] / run
         root.mkdir()
         monkeypatch.chdir(root)
-        for arch in ("lstm", "wide"):
+        for arch in ("lstm", "wide", "wide_word"):
             train(cfg, arch, prepared_dir=prepared["prepared"], vec_dir=prepared["vec"],
                   out_dir=Path("models") / arch, checkpoint_dir=Path("ckpt") / arch)
             evaluate(cfg, arch, prepared["prepared"], model_dir=Path("models") / arch,
                      metrics_path=Path("metrics") / f"{arch}.json", plots_dir=Path("plots") / arch,
                      record_path=Path("metrics") / "runs" / f"{arch}.json")
         written.append({f.name: f.read_bytes() for f in sorted(Path("metrics").glob("*.json"))})
-    assert set(written[0]) == {"lstm.json", "wide.json"}
+    assert set(written[0]) == {"lstm.json", "wide.json", "wide_word.json"}
     assert written[0] == written[1]
     metrics = json.loads(written[0]["lstm.json"])
     assert not set(RUN_FIELDS) & set(metrics) and metrics["record"] == os.path.join("runs", "lstm.json")

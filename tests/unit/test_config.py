@@ -14,8 +14,11 @@ from newsrnn.errors import ConfigError
 
 def test_repo_params_load() -> None:
     cfg = load_config(ROOT / "params.yaml")
-    assert cfg.models == ("rnn_title", "rnn", "lstm", "bilstm", "wide", "wide_char")
-    assert cfg.ensemble == ("lstm", "wide", "wide_char") and cfg.train.deterministic
+    assert cfg.models == ("rnn_title", "rnn", "lstm", "bilstm", "wide_char", "wide_word")
+    assert cfg.ensemble == ("bilstm", "wide_char", "wide_word") and cfg.train.deterministic
+    # wide_word: NB-SVM over hashed word 1-3-grams of the raw text, solved exactly.
+    word = cfg.arch("wide_word")
+    assert (word.tokens, word.ngram_max, word.ngram_weighting, word.solver) == ("word_ngrams", 3, "nb", "lbfgs")
     # The word CNN (an option, not in models) reads no n-gram branch: it errs unlike the others.
     assert cfg.arch("cnn").cell == "conv" and cfg.arch("cnn").ngram_buckets == 0 and cfg.trials_for("cnn") == 2
     # Tuning pays only at full fidelity: trials train on all rows for the architecture's epochs.
