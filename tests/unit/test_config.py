@@ -56,8 +56,9 @@ def test_repo_params_load() -> None:
         ({"architectures.gru.lr_schedule": "linear"}, "architectures.gru.lr_schedule: expected one of"),
         ({"ensemble": ["lstm", "lstm"]}, "ensemble: a member is listed twice"),
         ({"ensemble": ["lstm", "rnn_title"]}, "ensemble: members read different text fields"),
-        ({"architectures.wide.ngram_buckets": 0}, "architectures.wide.ngram_buckets: cell none has no recurrent layer"),
-        ({"architectures.wide.pretrained_embeddings": True, "vectorizer.pretrain_dim": 16},
+        ({"models": ["wide"], "architectures.wide.ngram_buckets": 0},
+         "architectures.wide.ngram_buckets: cell none has no recurrent layer"),
+        ({"models": ["wide"], "architectures.wide.pretrained_embeddings": True, "vectorizer.pretrain_dim": 16},
          "architectures.wide.pretrained_embeddings: cell none has no word embedding"),
         ({"architectures.wide.ngram_weighting": "bm25"},
          "architectures.wide.ngram_weighting: expected one of 'mean', 'tfidf', 'nb'"),
@@ -88,8 +89,8 @@ def test_unknown_keys_rejected_at_every_level() -> None:
 
 def test_missing_arch_section_and_file_errors(tmp_path: Path) -> None:
     p = small_params()
-    del p["architectures"]["wide"]
-    with pytest.raises(ConfigError, match=r"models\[4\]: 'wide' has no section under architectures"):
+    del p["architectures"]["wide_char"]
+    with pytest.raises(ConfigError, match=r"models\[4\]: 'wide_char' has no section under architectures"):
         config_from_dict(p)
     with pytest.raises(ConfigError, match="params file not found"):
         load_config(tmp_path / "nope.yaml")

@@ -51,7 +51,7 @@ def test_tuning_and_training_build_the_same_trainable(arch: str, tmp_path: Path)
     import optuna
 
     study = optuna.create_study()
-    point = {"batch_size": 16, "embed_dim": 16, "units": 8, "learning_rate": 0.003, "dropout": 0.2}
+    point = {"batch_size": 16, "embed_dim": 16, "units": 8, "learning_rate": 0.003, "dropout": 0.2, "l2_c": 2.0}
     study.enqueue_trial(point)
     trial = study.ask()
     params = suggest(trial, cfg, arch)
