@@ -32,8 +32,8 @@ def feature_matrix(rows: list[Any], idf: Any) -> Any:
     indptr = np.concatenate([[0], np.cumsum(lengths)])
     ids = np.concatenate(rows).astype(np.int64) if len(rows) else np.zeros(0, np.int64)
     w = idf[ids].astype(np.float64)
-    norm = np.sqrt(np.add.reduceat(w * w, indptr[:-1]) if len(ids) else np.zeros(len(rows))) + 1e-6
-    norm[lengths == 0] = 1.0
+    owner = np.repeat(np.arange(len(rows)), lengths)
+    norm = np.sqrt(np.bincount(owner, weights=w * w, minlength=len(rows))) + 1e-6
     m = sparse.csr_matrix((w, ids, indptr), shape=(len(rows), size))
     m.sum_duplicates()
     return sparse.diags(1.0 / norm) @ m

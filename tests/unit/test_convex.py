@@ -91,3 +91,14 @@ def test_lbfgs_needs_a_linear_model_and_l2_c_is_positive() -> None:
 
     assert own_point(cfg, "wide") == {"l2_c": 4.0}
     assert space(cfg, "wide") == {"l2_c": ("log", (0.5, 16.0))}
+
+
+def test_feature_matrix_rows_are_idf_sums_over_the_root_of_summed_squares() -> None:
+    from newsrnn.convex import feature_matrix
+
+    idf = np.array([0.0, 1.0, 2.0, 3.0], np.float32)
+    m = feature_matrix([np.array([1, 1, 3]), np.array([], np.int64), np.array([2])], idf).toarray()
+    norm = np.sqrt(1 + 1 + 9) + 1e-6
+    np.testing.assert_allclose(m[0], [0, 2 / norm, 0, 3 / norm])
+    assert not m[1].any()  # an empty row has no features (and no division by zero)
+    np.testing.assert_allclose(m[2], [0, 0, 2 / (2 + 1e-6), 0])
