@@ -42,13 +42,12 @@ def feature_matrix(rows: list[Any], idf: Any) -> Any:
 def network_ngram_rows(network: Any, rows: list[Any]) -> list[Any]:
     """The n-gram ids the network's bag reads for each unpadded id row: the words and their
     hashed n-grams (an ``NgramIds`` layer), or the char n-gram ids themselves."""
-    from newsrnn.data import ngram_ids_np
+    from newsrnn.data import ngram_rows
 
-    names = {la.name for la in network.layers}
-    if "ngram_ids" not in names:
+    if "ngram_ids" not in {la.name for la in network.layers}:
         return rows
     layer = network.get_layer("ngram_ids")
-    return [ngram_ids_np(r, layer.vocab_size, layer.buckets, layer.longest) for r in rows]
+    return ngram_rows(rows, layer.vocab_size, layer.buckets, layer.longest)
 
 
 def fit_convex(network: Any, data: Any, l2_c: float) -> tuple[Any, list[dict[str, float]], int]:

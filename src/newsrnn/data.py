@@ -237,10 +237,15 @@ def ngram_ids_np(row: Any, vocab_size: int, buckets: int, longest: int = 2) -> A
     return np.concatenate(parts)
 
 
+def ngram_rows(rows: Any, vocab_size: int, buckets: int, longest: int = 2) -> list[Any]:
+    """``ngram_ids_np`` of each row: the ids an ``NgramIds`` branch reads for those texts."""
+    return [ngram_ids_np(r, vocab_size, buckets, longest) for r in rows]
+
+
 def ngram_idf(rows: Any, vocab_size: int, buckets: int, longest: int = 2) -> Any:
     """``id_idf`` of every word and hashed n-gram id over ``rows`` (unpadded token-id arrays of
     the training split): the table ``IdfBag`` weighs with."""
-    return id_idf([ngram_ids_np(r, vocab_size, buckets, longest) for r in rows], vocab_size + buckets)
+    return id_idf(ngram_rows(rows, vocab_size, buckets, longest), vocab_size + buckets)
 
 
 def nb_ratios(rows: Any, labels: Any, size: int, n_classes: int = 4, alpha: float = 1.0) -> Any:
@@ -274,7 +279,7 @@ def idf_of(arch: ArchConfig, vocab_size: int, data: Datasets) -> Any:
     if arch.tokens != "words":  # the front hashed the n-grams already
         rows, size = data.train_rows, arch.ngram_buckets + 1
     else:
-        rows = [ngram_ids_np(r, vocab_size, arch.ngram_buckets, arch.ngram_max) for r in data.train_rows]
+        rows = ngram_rows(data.train_rows, vocab_size, arch.ngram_buckets, arch.ngram_max)
         size = vocab_size + arch.ngram_buckets
     idf = id_idf(rows, size)
     if arch.ngram_weighting == "tfidf":

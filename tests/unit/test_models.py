@@ -452,6 +452,13 @@ def test_ensemble_is_the_mean_of_its_members_and_refuses_another_vocabulary(tmp_
         build_ensemble([members[0], odd])
 
 
+def _assert_right_padded(ids: np.ndarray) -> None:
+    """Every row's ids come first, then only zeros."""
+    for row in ids:
+        n = int((row != 0).sum())
+        assert (row[:n] != 0).all() and (row[n:] == 0).all()
+
+
 def _char_arch(**kw: object) -> object:
     from newsrnn.config import ArchConfig
 
@@ -472,10 +479,7 @@ def test_char_ngram_ids_hash_lowercased_raw_text_and_cap_characters() -> None:
     assert (ids[2] == 0).all() and (ids[4] == 0).all()  # no n-gram in an empty or 1-character text
     # Only the first max_chars=12 characters count: 11 + 10 + 9 n-grams, the guard's cap.
     assert (ids[3] != 0).sum() == 30 == char_front_max_length(_char_arch())
-    # Right-padded: every row's ids come first, then only zeros.
-    for row in ids:
-        n = int((row != 0).sum())
-        assert (row[:n] != 0).all() and (row[n:] == 0).all()
+    _assert_right_padded(ids)
 
 
 def test_wide_char_network_is_padding_invariant_and_survives_save_load(tmp_path: Path) -> None:
@@ -563,9 +567,7 @@ def test_word_ngram_ids_hash_every_word_and_punctuation_of_the_raw_text() -> Non
     # Only the first max_words=6 words count: 6 + 5 + 4 n-grams, the guard's cap.
     assert (ids[3] != 0).sum() == 15 == word_ngram_front_max_length(_word_ngram_arch())
     assert (ids[4] != 0).sum() == 1  # a word no vocabulary holds still has its own id
-    for row in ids:  # right-padded
-        n = int((row != 0).sum())
-        assert (row[:n] != 0).all() and (row[n:] == 0).all()
+    _assert_right_padded(ids)
 
 
 def test_ensemble_with_a_word_ngram_member_is_the_mean_of_all(tmp_path: Path) -> None:
